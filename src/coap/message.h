@@ -146,11 +146,35 @@ class OptionIterator {
 
  private:
   void Advance();
+  // Decodes the extension bytes after a delta or length nibble of 13 or 14 (RFC 7252 §3.1);
+  // out of line because LwM2M traffic rarely needs it.
+  static uint32_t ReadExtension(uint32_t nibble, const uint8_t*& p);
   const uint8_t* pos_ = nullptr;
   const uint8_t* end_ = nullptr;
   OptionView current_;
   bool done_ = true;
 };
+
+// Inline because every option lookup runs it; the bytes were validated by Parse, so it
+// reads without bounds checks.
+inline void OptionIterator::Advance() {
+  if (pos_ == end_) {
+    done_ = true;
+    return;
+  }
+  const uint8_t* p = pos_;
+  const uint8_t header = *p++;
+  uint32_t delta = header >> 4;
+  uint32_t length = header & 0x0f;
+  if (delta >= 13) [[unlikely]]
+    delta = ReadExtension(delta, p);
+  if (length >= 13) [[unlikely]]
+    length = ReadExtension(length, p);
+  current_.number = static_cast<uint16_t>(current_.number + delta);
+  current_.value = std::span<const uint8_t>(p, length);
+  pos_ = p + length;
+  done_ = false;
+}
 
 struct OptionRange {
   const uint8_t* begin_pos = nullptr;
@@ -194,6 +218,9 @@ class MessageView {
   // First occurrence of an option, or nullopt.
   std::optional<OptionView> Find(uint16_t number) const;
   std::optional<uint32_t> FindUint(uint16_t number) const;
+  // First occurrence decoded; nullopt when absent or longer than the option's range
+  // (Content-Format and Accept 0-2 bytes, Observe 0-3 bytes; RFC 7252 §5.4.3 treats such a
+  // value like an unrecognised option) or, for Block, when BlockOption::Decode rejects it.
   std::optional<uint16_t> content_format() const;
   std::optional<uint16_t> accept() const;
   std::optional<uint32_t> observe() const;
