@@ -54,27 +54,30 @@ for backend in io_uring epoll; do
   # Separate response and CON ping: /diag?delay=3 answers with an empty ACK at once and
   # the response three seconds later (RFC 7252 §5.2.2); while it waits, -K 1 makes the
   # client send an empty CON after each idle second, which RFC 7252 §4.3 answers with RST.
+  # (A body in one datagram: libcoap does not go on with a Block2 transfer whose first block
+  # came in a separate response.)
+  $client -B 5 -m put -e "separate response body" "$base/diag"
   delayed=$(timeout 15 $client -B 8 -K 1 "$base/diag?delay=3") || fail "delayed GET failed"
-  cmp -s <(printf '%s' "$delayed") "$WORK/put.in" || fail "separate response body differs"
+  [ "$delayed" = "separate response body" ] || fail "separate response body differs: $delayed"
   echo "separate response: ok"
 
   stop_capture
   stop_lwm2md
   check_capture "$COAP_PORT" "$WORK/$backend.pcap"
   pings=$(tshark -r "$WORK/$backend.pcap" -d "udp.port==$COAP_PORT,coap" \
-    -Y "udp.dstport == $COAP_PORT && coap.type == 0 && coap.code == 0" -T fields -e coap.mid | sort -u)
+    -Y "udp.dstport == $COAP_PORT && coap.type == 0 && coap.code == 0" -T fields -e coap.mid 2>/dev/null | sort -u)
   [ -n "$pings" ] || fail "coap-client sent no CON ping"
   for mid in $pings; do
     rst=$(tshark -r "$WORK/$backend.pcap" -d "udp.port==$COAP_PORT,coap" \
-      -Y "udp.srcport == $COAP_PORT && coap.type == 3 && coap.mid == $mid" | wc -l)
+      -Y "udp.srcport == $COAP_PORT && coap.type == 3 && coap.mid == $mid" 2>/dev/null | wc -l)
     [ "$rst" -ge 1 ] || fail "CON ping mid $mid was not answered with RST"
   done
   echo "CON ping: answered with RST"
   separate=$(tshark -r "$WORK/$backend.pcap" -d "udp.port==$COAP_PORT,coap" \
-    -Y "udp.srcport == $COAP_PORT && coap.type == 0 && coap.code == 69" | wc -l)
+    -Y "udp.srcport == $COAP_PORT && coap.type == 0 && coap.code == 69" 2>/dev/null | wc -l)
   [ "$separate" -ge 1 ] || fail "no separate (CON 2.05) response in the capture"
   blocks=$(tshark -r "$WORK/$backend.pcap" -d "udp.port==$COAP_PORT,coap" \
-    -Y "udp.srcport == $COAP_PORT && coap.opt.block_number" | wc -l)
+    -Y "udp.srcport == $COAP_PORT && coap.opt.block_number" 2>/dev/null | wc -l)
   [ "$blocks" -gt 10 ] || fail "expected block-wise responses in the capture, saw $blocks"
 done
 echo "coap_client_test: 1 passed, 0 failed"

@@ -1,0 +1,66 @@
+#pragma once
+// The HTTP listener: /metrics and /healthz now, the REST API (/api/v1/...) and the SSE
+// event stream later. cpp-httplib serves it on its own threads (one accepting, a small
+// worker pool), away from the shards: requests reach shard state only through what
+// HttpServices hands in (the metrics registry now; the action interface later, which
+// posts to shard inboxes).
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "metrics/registry.h"
+
+namespace httplib {
+class Server;
+}  // namespace httplib
+
+namespace lwm2md::api {
+
+struct HttpServerOptions {
+  std::string address = "127.0.0.1";  // an IP literal; "::" or "0.0.0.0" for all
+  uint16_t port = 8080;               // 0 picks a free port; see HttpServer::port()
+  int worker_threads = 4;
+};
+
+// What the routes serve. Everything pointed to must outlive the HttpServer.
+struct HttpServices {
+  const metrics::Registry* metrics = nullptr;  // GET /metrics; 404 when null
+};
+
+class HttpServer {
+ public:
+  // Binds (so that a busy port fails here, with a status, not later on another thread),
+  // then serves on its own thread. /healthz answers 503 until SetReady(true).
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
+                                                           const HttpServices& services);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  uint16_t port() const { return port_; }
+  // "127.0.0.1:8080" or "[::1]:8080": the address actually bound.
+  std::string ListenAddress() const;
+
+  // Readiness as /healthz reports it: true once the server takes traffic, false again
+  // when shutdown begins, so that load balancers stop sending before the listener goes.
+  void SetReady(bool ready) { ready_.store(ready); }
+
+  // Stops accepting, lets requests in progress finish, joins the threads. Idempotent.
+  void Stop();
+
+ private:
+  explicit HttpServer(const HttpServerOptions& options);
+
+  HttpServerOptions options_;
+  uint16_t port_ = 0;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> listen_returned_{false};
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+};
+
+}  // namespace lwm2md::api

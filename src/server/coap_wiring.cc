@@ -1,0 +1,162 @@
+#include "server/coap_wiring.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "base/check.h"
+#include "coap/coap_metrics.h"
+#include "coap/message_layer.h"
+#include "coap/resource_tree.h"
+
+namespace lwm2md::server {
+namespace {
+
+// A shard's CoAP stack. Members are declared in dependency order so that the layer goes
+// first on destruction, before the tree and the probe it points to.
+class ShardCoap final : public net::DatagramHandler {
+ public:
+  ShardCoap(const coap::Config& config, net::Shard& shard,
+            const std::shared_ptr<coap::DiagnosticBody>& diagnostic)
+      : tree_(config), layer_(shard, config, metrics_, tree_) {
+    if (config.diagnostic_resource) {
+      LWM2MD_CHECK(coap::RegisterDiagnosticResource(tree_, shard, diagnostic).ok());
+    }
+  }
+
+  void OnDatagram(const net::ReceivedDatagram& datagram) override { layer_.OnDatagram(datagram); }
+  const coap::CoapMetrics& metrics() const { return metrics_; }
+
+ private:
+  coap::CoapMetrics metrics_;
+  coap::ResourceTree tree_;
+  coap::MessageLayer layer_;
+};
+
+}  // namespace
+
+coap::Config ToCoapConfig(const Config& config) {
+  coap::Config c;
+  c.ack_timeout_ms = config.coap.ack_timeout_ms;
+  c.ack_random_factor = config.coap.ack_random_factor;
+  c.max_retransmit = config.coap.max_retransmit;
+  c.block_size = config.coap.block_size;
+  c.max_body_size = config.coap.max_body_size;
+  c.max_block1_transfers = config.coap.max_block1_transfers;
+  c.diagnostic_resource = config.coap.diagnostic_resource;
+  c.separate_ack_delay_ms = std::min(c.separate_ack_delay_ms, c.ack_timeout_ms / 2);
+  return c;
+}
+
+CoapWiring::CoapWiring(const Config& config)
+    : coap_config_(ToCoapConfig(config)),
+      diagnostic_(std::make_shared<coap::DiagnosticBody>()) {}
+
+std::unique_ptr<net::DatagramHandler> CoapWiring::MakeHandler(net::Shard& shard) {
+  auto handler = std::make_unique<ShardCoap>(coap_config_, shard, diagnostic_);
+  absl::MutexLock lock(&probes_mutex_);
+  const size_t id = static_cast<size_t>(shard.shard_id());
+  if (probes_.size() <= id) probes_.resize(id + 1, nullptr);
+  probes_[id] = &handler->metrics();
+  return handler;
+}
+
+void CoapWiring::AddMetrics(metrics::Registry& registry, net::ShardGroup& group) {
+  // Read from the scraping thread: the probes are relaxed atomics (net::ShardCounter).
+  std::vector<const coap::CoapMetrics*> probes;
+  {
+    absl::MutexLock lock(&probes_mutex_);
+    probes = probes_;
+  }
+  const int shards = group.size();
+  LWM2MD_CHECK(static_cast<int>(probes.size()) == shards);
+  for (const coap::CoapMetrics* probe : probes) LWM2MD_CHECK(probe != nullptr);
+  using Direction = coap::CoapMetrics::Direction;
+  auto messages = [probes](Direction direction) {
+    return [probes, direction](metrics::SampleWriter& out) {
+      for (size_t s = 0; s < probes.size(); ++s) {
+        const std::string shard = std::to_string(s);
+        probes[s]->ForEachMessageCount(direction, [&](std::string_view type,
+                                                      std::string_view code, uint64_t value) {
+          out.Add({{"shard", shard}, {"type", type}, {"code", code}}, static_cast<double>(value));
+        });
+      }
+    };
+  };
+  registry.AddCallbackFamily({"lwm2md_coap_messages_received_total",
+                              "CoAP messages received, by type and code.",
+                              metrics::Type::kCounter, messages(Direction::kReceived)});
+  registry.AddCallbackFamily({"lwm2md_coap_messages_sent_total",
+                              "CoAP messages sent, by type and code.", metrics::Type::kCounter,
+                              messages(Direction::kSent)});
+  registry.AddCallbackFamily({"lwm2md_coap_parse_errors_total",
+                              "Datagrams that are not valid CoAP, by reason.",
+                              metrics::Type::kCounter, [probes](metrics::SampleWriter& out) {
+                                for (size_t s = 0; s < probes.size(); ++s) {
+                                  const std::string shard = std::to_string(s);
+                                  probes[s]->ForEachParseError(
+                                      [&](std::string_view reason, uint64_t value) {
+                                        out.Add({{"shard", shard}, {"reason", reason}},
+                                                static_cast<double>(value));
+                                      });
+                                }
+                              }});
+  registry.AddCallbackFamily({"lwm2md_coap_dropped_total",
+                              "Messages dropped without an answer, by reason.",
+                              metrics::Type::kCounter, [probes](metrics::SampleWriter& out) {
+                                for (size_t s = 0; s < probes.size(); ++s) {
+                                  const std::string shard = std::to_string(s);
+                                  probes[s]->ForEachDropReason(
+                                      [&](std::string_view reason, uint64_t value) {
+                                        out.Add({{"shard", shard}, {"reason", reason}},
+                                                static_cast<double>(value));
+                                      });
+                                }
+                              }});
+  struct Simple {
+    const char* name;
+    const char* help;
+    metrics::Type type;
+    uint64_t (coap::CoapMetrics::*value)() const;
+  };
+  static constexpr Simple kSimple[] = {
+      {"lwm2md_coap_retransmissions_total", "CON messages retransmitted.",
+       metrics::Type::kCounter, &coap::CoapMetrics::retransmissions},
+      {"lwm2md_coap_duplicates_total", "Duplicate messages answered from the cache.",
+       metrics::Type::kCounter, &coap::CoapMetrics::duplicates},
+      {"lwm2md_coap_request_timeouts_total", "Requests sent that got no answer.",
+       metrics::Type::kCounter, &coap::CoapMetrics::requests_timed_out},
+      {"lwm2md_coap_resets_received_total", "RST messages received.", metrics::Type::kCounter,
+       &coap::CoapMetrics::resets_received},
+      {"lwm2md_coap_pings_total", "Empty CON messages (pings) answered with RST.",
+       metrics::Type::kCounter, &coap::CoapMetrics::pings},
+      {"lwm2md_coap_bad_options_total", "Requests answered 4.02 Bad Option.",
+       metrics::Type::kCounter, &coap::CoapMetrics::bad_options},
+      {"lwm2md_coap_separate_responses_unacknowledged_total",
+       "Separate responses never acknowledged.", metrics::Type::kCounter,
+       &coap::CoapMetrics::separate_responses_unacked},
+      {"lwm2md_coap_block1_completed_total", "Block1 transfers reassembled.",
+       metrics::Type::kCounter, &coap::CoapMetrics::block1_completed},
+      {"lwm2md_coap_block1_rejected_total", "Block1 transfers refused (size, count, order).",
+       metrics::Type::kCounter, &coap::CoapMetrics::block1_rejected},
+      {"lwm2md_coap_block2_responses_total", "Responses sent block-wise (Block2).",
+       metrics::Type::kCounter, &coap::CoapMetrics::block2_responses},
+      {"lwm2md_coap_dedup_evictions_total",
+       "Deduplication records dropped before their lifetime to stay within bounds.",
+       metrics::Type::kCounter, &coap::CoapMetrics::dedup_evictions},
+      {"lwm2md_coap_dedup_entries", "Messages remembered for deduplication.",
+       metrics::Type::kGauge, &coap::CoapMetrics::dedup_entries},
+      {"lwm2md_coap_outstanding_requests", "Requests sent and awaiting an answer.",
+       metrics::Type::kGauge, &coap::CoapMetrics::outstanding_requests},
+      {"lwm2md_coap_block2_cache_bytes", "Bytes of Block2 representations kept.",
+       metrics::Type::kGauge, &coap::CoapMetrics::block2_cache_bytes},
+  };
+  for (const Simple& family : kSimple) {
+    const auto value = family.value;
+    registry.AddCallbackFamily(metrics::PerShardFamily(
+        family.name, family.help, family.type, shards,
+        [probes, value](int s) { return static_cast<double>((probes[s]->*value)()); }));
+  }
+}
+
+}  // namespace lwm2md::server

@@ -1,0 +1,48 @@
+#pragma once
+// The seam between the server and the CoAP layer: how each shard gets its CoAP message
+// layer and resource tree, and how the layer's per-shard probes reach /metrics.
+
+#include <memory>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "coap/coap_metrics.h"
+
+#include "coap/config.h"
+#include "coap/diagnostic_resource.h"
+#include "metrics/registry.h"
+#include "net/shard.h"
+#include "server/config.h"
+
+namespace lwm2md::server {
+
+// coap::Config from the [coap] section. The separate-ACK delay (not a configuration key)
+// is kept below half of ack_timeout_ms so that a client never retransmits before it.
+coap::Config ToCoapConfig(const Config& config);
+
+// What the shards' CoAP handlers share; created before the shard group and outliving it.
+class CoapWiring {
+ public:
+  explicit CoapWiring(const Config& config);
+
+  // One shard's handler: its probe, resource tree and message layer. Called by
+  // net::ShardGroup on that shard's thread.
+  std::unique_ptr<net::DatagramHandler> MakeHandler(net::Shard& shard);
+
+  // Adds the lwm2md_coap_* families. Called on the main thread after the group started
+  // (every handler exists) and before the server reports ready; the group outlives every
+  // scrape.
+  void AddMetrics(metrics::Registry& registry, net::ShardGroup& group);
+
+ private:
+  const coap::Config coap_config_;
+  // One /diag body for the process (see DiagnosticBody).
+  const std::shared_ptr<coap::DiagnosticBody> diagnostic_;
+  // Each shard's probe, by shard id, recorded by MakeHandler on the shard's thread (the
+  // handler itself is only reachable there).
+  absl::Mutex probes_mutex_;
+  std::vector<const coap::CoapMetrics*> probes_ ABSL_GUARDED_BY(probes_mutex_);
+};
+
+}  // namespace lwm2md::server

@@ -1,0 +1,76 @@
+#pragma once
+// The server's configuration: config/lwm2md.toml, which documents every key and its
+// default, plus command-line overrides (--set key=value). Loaded once on the main thread
+// before anything starts; afterwards it is read-only and may be shared by every thread.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "base/log.h"
+#include "net/shard.h"
+
+namespace lwm2md::server {
+
+// Defaults here must match config/lwm2md.toml; config_test checks that they do.
+struct Config {
+  int shards = 0;  // 0 = one per online core
+  LogLevel log_level = LogLevel::kInfo;
+
+  struct Net {
+    net::Backend backend = net::Backend::kAuto;
+    bool pin_threads = true;
+    uint32_t recv_buffer_count = 1024;
+    uint32_t recv_buffer_size = 2048;
+    uint32_t send_queue_depth = 1024;
+    bool operator==(const Net&) const = default;
+  } net;
+
+  struct Coap {
+    std::vector<std::string> listen = {"0.0.0.0", "::"};
+    uint16_t port = 5683;
+    uint16_t secure_port = 5684;  // reserved: nothing binds it yet
+    uint32_t ack_timeout_ms = 2000;
+    double ack_random_factor = 1.5;
+    uint32_t max_retransmit = 4;
+    uint32_t block_size = 1024;
+    uint32_t max_body_size = 1048576;
+    uint32_t max_block1_transfers = 1024;
+    bool diagnostic_resource = false;
+    bool operator==(const Coap&) const = default;
+  } coap;
+
+  struct Http {
+    std::string address = "127.0.0.1";
+    uint16_t port = 8080;
+    bool operator==(const Http&) const = default;
+  } http;
+
+  struct Store {
+    std::string path = "./data";
+    bool operator==(const Store&) const = default;
+  } store;
+
+  bool operator==(const Config&) const = default;
+};
+
+// Reads the TOML file at path, applies overrides ("key=value", value parsed as a TOML
+// value or else taken as a bare string) on top, and validates every key. Keys absent from
+// both take the defaults above. A missing file is an error when file_required, else the
+// file is skipped. Errors name the key and where its value came from ("path:line" or
+// "--set key=value"); all problems found are reported, one per line.
+absl::StatusOr<Config> LoadConfig(std::string_view path, absl::Span<const std::string> overrides,
+                                  bool file_required = true);
+
+// Same, from TOML text; source_name stands in for the path in errors.
+absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view source_name,
+                                   absl::Span<const std::string> overrides = {});
+
+// One CoAP listener per coap.listen address on coap.port. coap.secure_port is not bound
+// until DTLS exists.
+net::ShardGroupOptions ToShardGroupOptions(const Config& config);
+
+}  // namespace lwm2md::server
