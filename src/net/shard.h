@@ -90,6 +90,10 @@ class Shard : public ShardIo {
   virtual DatagramHandler* handler() = 0;
 };
 
+// The shard whose thread is calling, or nullptr on any other thread. For debug checks that
+// shard-local objects are used on their home shard, and for tests.
+Shard* CurrentShard();
+
 class ShardGroup {
  public:
   // Creates the sockets (binding the listeners; port 0 resolved once), then starts one

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -42,7 +43,7 @@ class TimerWheel {
  private:
   struct Entry;
   struct Impl;
-  Impl* impl_;
+  std::unique_ptr<Impl> impl_;
   size_t live_ = 0;
 };
 
