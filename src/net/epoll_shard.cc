@@ -88,7 +88,8 @@ void EpollShard::ReleaseBackend() {
 }
 
 void EpollShard::UpdateInterest(uint32_t listener) {
-  uint32_t wanted = (input_stopped() ? 0u : uint32_t{EPOLLIN}) | (blocked_[listener] ? uint32_t{EPOLLOUT} : 0u);
+  uint32_t wanted =
+      (input_stopped() ? 0u : uint32_t{EPOLLIN}) | (blocked_[listener] ? uint32_t{EPOLLOUT} : 0u);
   if (wanted == interest_[listener]) return;
   epoll_event event{};
   event.events = wanted;
@@ -194,8 +195,7 @@ void EpollShard::Loop() {
     DrainInbox();
     CheckInputStopped();
     FlushSends();
-    if (finishing() &&
-        ((sends_.queued() == 0 && inbox_empty()) || now_ >= finish_deadline())) {
+    if (finishing() && ((sends_.queued() == 0 && inbox_empty()) || now_ >= finish_deadline())) {
       if (sends_.queued() > 0) {
         LWM2MD_LOG(kWarning, "net: shard %d: stopping with %u sends unfinished", id_,
                    sends_.queued());
@@ -206,7 +206,8 @@ void EpollShard::Loop() {
     event_count_ = ::epoll_wait(epoll_fd_, events_, kBatch, timeout);
     Woke();
     if (event_count_ < 0) {
-      if (errno != EINTR) LWM2MD_LOG(kWarning, "net: shard %d: epoll_wait: %s", id_, std::strerror(errno));
+      if (errno != EINTR)
+        LWM2MD_LOG(kWarning, "net: shard %d: epoll_wait: %s", id_, std::strerror(errno));
       event_count_ = 0;
     }
   }

@@ -28,7 +28,9 @@ constexpr uint16_t kBufferGroup = 0;
 // (listener or send slot).
 enum class Op : uint8_t { kReceive = 1, kSend = 2, kWake = 3, kCancel = 4 };
 constexpr int kOpShift = 56;
-uint64_t Tag(Op op, uint32_t index) { return (uint64_t{static_cast<uint8_t>(op)} << kOpShift) | index; }
+uint64_t Tag(Op op, uint32_t index) {
+  return (uint64_t{static_cast<uint8_t>(op)} << kOpShift) | index;
+}
 Op OpOf(uint64_t data) { return static_cast<Op>(data >> kOpShift); }
 uint32_t IndexOf(uint64_t data) { return static_cast<uint32_t>(data); }
 
@@ -82,7 +84,8 @@ class IoUringShard final : public ShardImpl {
   struct Receiver {
     msghdr header{};  // the template the kernel lays each buffer out by
     bool armed = false;
-    bool held = false;  // backing off after an unexpected error
+    bool held = false;     // backing off after an unexpected error
+    bool failing = false;  // that error was logged; quiet until a datagram arrives again
   };
 
   absl::Status InitBackend() override;
@@ -101,6 +104,14 @@ class IoUringShard final : public ShardImpl {
   void Wait();
   int Outstanding() const { return receives_armed_ + (wake_armed_ ? 1 : 0) + sends_in_flight_; }
 
+  // Targets the SQE at a listener's socket, through the registered file table if there is one.
+  void SetSocket(io_uring_sqe* sqe, int listener) const {
+    if (fixed_files_) {
+      sqe->fd = listener;
+      sqe->flags |= IOSQE_FIXED_FILE;
+    }
+  }
+
   uint8_t* BufferAt(uint32_t id) { return buffers_.data() + size_t{id} * buffer_stride_; }
   void ReturnBuffer(uint32_t id) {
     io_uring_buf_ring_add(buf_ring_, BufferAt(id), buffer_length_, static_cast<uint16_t>(id),
@@ -109,6 +120,7 @@ class IoUringShard final : public ShardImpl {
 
   io_uring ring_{};
   bool ring_ready_ = false;
+  bool fixed_files_ = false;
   Mapping buf_ring_memory_;
   io_uring_buf_ring* buf_ring_ = nullptr;
   int buf_ring_mask_ = 0;
@@ -151,7 +163,8 @@ absl::Status IoUringShard::InitBackend() {
   // The SQ only needs to hold one iteration's sends (GetSqe submits early if it fills). The
   // CQ should hold a completion per buffer and per send slot, so that it rarely overflows
   // into the kernel's (slower) overflow list.
-  unsigned sq = std::bit_ceil(std::clamp(options_.send_queue_depth + 2 * listeners + 8, 64u, 4096u));
+  unsigned sq =
+      std::bit_ceil(std::clamp(options_.send_queue_depth + 2 * listeners + 8, 64u, 4096u));
   unsigned cq = std::bit_ceil(std::min(
       options_.recv_buffer_count + options_.send_queue_depth + 2 * listeners + 16, 65536u));
   cq = std::max(cq, 2 * sq);
@@ -161,11 +174,12 @@ absl::Status IoUringShard::InitBackend() {
   }
   ring_ready_ = true;
   if (!tuned) {
-    LWM2MD_LOG(kDebug, "net: shard %d: kernel refused SINGLE_ISSUER/COOP_TASKRUN; plain ring",
-               id_);
+    LWM2MD_LOG(kDebug, "net: shard %d: kernel refused SINGLE_ISSUER/COOP_TASKRUN; plain ring", id_);
   }
-  // Saves an fd lookup per io_uring_enter; optional.
+  // Both optional, both save a file lookup (and reference count round trip): per
+  // io_uring_enter for the ring, per SQE for the sockets.
   io_uring_register_ring_fd(&ring_);
+  fixed_files_ = listeners > 0 && io_uring_register_files(&ring_, sockets_.data(), listeners) == 0;
 
   uint32_t count = options_.recv_buffer_count;
   if (!buf_ring_memory_.Map(size_t{count} * sizeof(io_uring_buf))) {
@@ -224,6 +238,7 @@ io_uring_sqe* IoUringShard::GetSqe() {
 void IoUringShard::ArmReceive(uint32_t listener) {
   io_uring_sqe* sqe = GetSqe();
   io_uring_prep_recvmsg_multishot(sqe, sockets_[listener], &receivers_[listener].header, 0);
+  SetSocket(sqe, static_cast<int>(listener));
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = kBufferGroup;
   io_uring_sqe_set_data64(sqe, Tag(Op::kReceive, listener));
@@ -284,6 +299,7 @@ void IoUringShard::OnReceive(const io_uring_cqe& cqe) {
     --receives_armed_;
   }
   if (cqe.flags & IORING_CQE_F_BUFFER) {
+    r.failing = false;
     uint32_t id = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
     uint8_t* buffer = BufferAt(id);
     io_uring_recvmsg_out* out = io_uring_recvmsg_validate(buffer, cqe.res, &r.header);
@@ -293,9 +309,9 @@ void IoUringShard::OnReceive(const io_uring_cqe& cqe) {
       } else {
         auto* payload = static_cast<const uint8_t*>(io_uring_recvmsg_payload(out, &r.header));
         uint32_t length = io_uring_recvmsg_payload_length(out, cqe.res, &r.header);
-        PeerAddress peer = PeerAddress::FromSockaddr(
-            static_cast<const sockaddr*>(io_uring_recvmsg_name(out)),
-            std::min<socklen_t>(out->namelen, r.header.msg_namelen));
+        PeerAddress peer =
+            PeerAddress::FromSockaddr(static_cast<const sockaddr*>(io_uring_recvmsg_name(out)),
+                                      std::min<socklen_t>(out->namelen, r.header.msg_namelen));
         Deliver(static_cast<int>(listener), peer, {payload, length});
       }
     }
@@ -305,8 +321,11 @@ void IoUringShard::OnReceive(const io_uring_cqe& cqe) {
   if (cqe.res == -ENOBUFS) {
     metrics_.receive_buffers_exhausted.Add();
   } else if (cqe.res < 0 && cqe.res != -ECANCELED) {
-    LWM2MD_LOG(kWarning, "net: shard %d: recvmsg on listener %u failed: %s", id_, listener,
-               Errno(cqe.res));
+    if (!r.failing) {
+      LWM2MD_LOG(kWarning, "net: shard %d: recvmsg on listener %u failed: %s; retrying", id_,
+                 listener, Errno(cqe.res));
+    }
+    r.failing = true;
     // Re-arming at once could spin on a persistent error.
     r.held = true;
     timers_->Schedule(now_ + std::chrono::milliseconds(10),
@@ -333,6 +352,7 @@ void IoUringShard::FlushSends() {
     SendQueue::Slot& slot = sends_.slot(index);
     io_uring_sqe* sqe = GetSqe();
     io_uring_prep_sendmsg(sqe, sockets_[slot.listener], &slot.header, 0);
+    SetSocket(sqe, slot.listener);
     io_uring_sqe_set_data64(sqe, Tag(Op::kSend, index));
   }
   sends_.PopQueued(count);
@@ -346,8 +366,7 @@ void IoUringShard::Wait() {
   }
   std::optional<Duration> timeout = WaitTimeout();
   if (exiting_) {
-    timeout = std::min(timeout.value_or(Duration::max()),
-                       Duration(std::chrono::milliseconds(10)));
+    timeout = std::min(timeout.value_or(Duration::max()), Duration(std::chrono::milliseconds(10)));
   }
   __kernel_timespec ts{};
   if (timeout) {
@@ -382,8 +401,8 @@ void IoUringShard::Loop() {
     FlushSends();
     if (finishing()) {
       if (!exiting_) {
-        bool idle = sends_.queued() == 0 && sends_in_flight_ == 0 && receives_armed_ == 0 &&
-                    inbox_empty();
+        bool idle =
+            sends_.queued() == 0 && sends_in_flight_ == 0 && receives_armed_ == 0 && inbox_empty();
         if (idle || now_ >= finish_deadline()) {
           if (!idle) {
             LWM2MD_LOG(kWarning, "net: shard %d: stopping with %d sends unfinished", id_,
@@ -392,7 +411,7 @@ void IoUringShard::Loop() {
           exiting_ = true;
           exit_deadline_ = now_ + std::chrono::seconds(1);
           io_uring_sqe* sqe = GetSqe();
-          io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+          io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
           io_uring_sqe_set_data64(sqe, Tag(Op::kCancel, 0));
         }
       } else if (Outstanding() == 0 || now_ >= exit_deadline_) {
@@ -455,8 +474,7 @@ absl::Status ProbeIoUring() {
   registration.bgid = kBufferGroup;
   if (int ret = io_uring_register_buf_ring(&ring, &registration, 0); ret < 0) {
     return absl::UnavailableError(absl::StrCat(
-        "provided-buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19) unavailable: ",
-        Errno(ret)));
+        "provided-buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19) unavailable: ", Errno(ret)));
   }
   auto* buf_ring = reinterpret_cast<io_uring_buf_ring*>(memory.data());
   io_uring_buf_ring_init(buf_ring);
@@ -491,8 +509,8 @@ absl::Status ProbeIoUring() {
   io_uring_cqe* cqe = nullptr;
   int ret = io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &one_second, nullptr);
   if (ret < 0 || cqe == nullptr) {
-    return absl::UnavailableError(absl::StrCat("multishot recvmsg check: no completion: ",
-                                               Errno(ret < 0 ? ret : -ETIME)));
+    return absl::UnavailableError(
+        absl::StrCat("multishot recvmsg check: no completion: ", Errno(ret < 0 ? ret : -ETIME)));
   }
   int res = cqe->res;
   unsigned flags = cqe->flags;

@@ -43,6 +43,8 @@ class ShardIo {
 };
 
 // The per-shard consumer of datagrams (the CoAP message layer, later DTLS in front of it).
+// Built by the factory on its shard thread; destroyed with the ShardGroup (after Stop), so
+// that other threads may keep reading it (e.g. its metrics) until then.
 class DatagramHandler {
  public:
   virtual ~DatagramHandler() = default;

@@ -32,9 +32,9 @@ absl::Status ValidateOptions(const ShardGroupOptions& options) {
   }
   if (options.recv_buffer_count < 1 || options.recv_buffer_count > 32768 ||
       !std::has_single_bit(options.recv_buffer_count)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "net.recv_buffer_count must be a power of two from 1 to 32768, got %u",
-        options.recv_buffer_count));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("net.recv_buffer_count must be a power of two from 1 to 32768, got %u",
+                        options.recv_buffer_count));
   }
   if (options.recv_buffer_size < 64 || options.recv_buffer_size > 65536) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -73,8 +73,8 @@ absl::StatusOr<int> OpenListener(const ListenSpec& spec, const PeerAddress& addr
   int fd = ::socket(address.family(), SOCK_DGRAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0),
                     IPPROTO_UDP);
   if (fd < 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open a socket for ",
-                                                   Describe(spec, address)));
+    return absl::ErrnoToStatus(errno,
+                               absl::StrCat("cannot open a socket for ", Describe(spec, address)));
   }
   int one = 1;
   // Every shard binds its own socket to the same address; the kernel spreads datagrams over
@@ -87,8 +87,8 @@ absl::StatusOr<int> OpenListener(const ListenSpec& spec, const PeerAddress& addr
        ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)) {
     int error = errno;
     ::close(fd);
-    return absl::ErrnoToStatus(error,
-                               absl::StrCat("cannot set socket options for ", Describe(spec, address)));
+    return absl::ErrnoToStatus(
+        error, absl::StrCat("cannot set socket options for ", Describe(spec, address)));
   }
   if (::bind(fd, address.sockaddr_ptr(), address.length()) != 0) {
     int error = errno;
@@ -134,9 +134,9 @@ absl::Status ShardGroupImpl::Open(Backend backend) {
   for (const ListenSpec& spec : options_.listen) {
     std::optional<PeerAddress> address = PeerAddress::FromHostPort(spec.host, spec.port);
     if (!address) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "invalid listen address for %s: \"%s\" (an IPv4 or IPv6 literal)",
-          spec.purpose.empty() ? "udp" : spec.purpose, spec.host));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("invalid listen address for %s: \"%s\" (an IPv4 or IPv6 literal)",
+                          spec.purpose.empty() ? "udp" : spec.purpose, spec.host));
     }
     addresses.push_back(*address);
   }

@@ -27,10 +27,10 @@ enum class State : uint8_t { kFree, kScheduled, kDue };
 // each timer is moved at most once per slots*slots ticks (4.6 hours with the defaults).
 struct TimerWheel::Entry {
   TimePoint deadline;
-  int64_t tick = 0;  // the tick whose Advance fires it (floor of the deadline, or later)
+  int64_t tick = 0;       // the tick whose Advance fires it (floor of the deadline, or later)
   uint64_t sequence = 0;  // schedule order: equal deadlines fire first-in first-out
   uint32_t prev = kNil;
-  uint32_t next = kNil;  // also links the free list
+  uint32_t next = kNil;     // also links the free list
   uint32_t generation = 0;  // bumped on release, so a stale Id never matches a reused entry
   uint32_t bucket = 0;
   uint8_t level = 0;

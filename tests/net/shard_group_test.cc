@@ -139,10 +139,8 @@ class ShardGroupTest : public ::testing::TestWithParam<Backend> {
   }
 
   std::unique_ptr<ShardGroup> StartEcho(const ShardGroupOptions& options) {
-    absl::StatusOr<std::unique_ptr<ShardGroup>> group =
-        ShardGroup::Start(options, [this](Shard& shard) {
-          return std::make_unique<EchoHandler>(shard, &observed_);
-        });
+    absl::StatusOr<std::unique_ptr<ShardGroup>> group = ShardGroup::Start(
+        options, [this](Shard& shard) { return std::make_unique<EchoHandler>(shard, &observed_); });
     EXPECT_TRUE(group.ok()) << group.status();
     if (!group.ok()) return nullptr;
     EXPECT_EQ((*group)->backend(), GetParam());
@@ -181,8 +179,8 @@ TEST_P(ShardGroupTest, EchoesEveryDatagramFromManySources) {
       const PeerAddress& server = c % 2 == 0 ? v4 : v6;
       std::multiset<std::string> expected;
       for (int w = 0; w < kWindow; ++w) {
-        std::string payload = "client " + std::to_string(c) + " round " +
-                              std::to_string(round) + " #" + std::to_string(w);
+        std::string payload = "client " + std::to_string(c) + " round " + std::to_string(round) +
+                              " #" + std::to_string(w);
         ASSERT_TRUE(clients[c]->SendTo(server, payload));
         expected.insert(payload);
         bytes += payload.size();
@@ -242,8 +240,7 @@ TEST_P(ShardGroupTest, PostRunsEveryFunctionOnItsShardThread) {
     });
   }
   for (std::thread& poster : posters) poster.join();
-  ASSERT_TRUE(WaitUntil([&] { return ran.load() == kThreads * kPostsPerThread; }))
-      << ran.load();
+  ASSERT_TRUE(WaitUntil([&] { return ran.load() == kThreads * kPostsPerThread; })) << ran.load();
   EXPECT_EQ(wrong.load(), 0);
   std::lock_guard lock(mutex);
   ASSERT_EQ(threads_seen.size(), 2u);
@@ -309,6 +306,43 @@ TEST_P(ShardGroupTest, OversizedDatagramIsCountedAndDropped) {
   EXPECT_EQ(Total(*group, &NetMetrics::packets_received), 1u);
 }
 
+TEST_P(ShardGroupTest, KeepsReceivingWhenBuffersRunOut) {
+  ShardGroupOptions options = Options(1);
+  options.recv_buffer_count = 1;
+  std::unique_ptr<ShardGroup> group = StartEcho(options);
+  ASSERT_NE(group, nullptr);
+  UdpClient client(AF_INET6);
+  const PeerAddress server = group->listeners()[1].local;
+  // A burst larger than the buffers: the rest waits in the socket until a buffer is back
+  // (io_uring ends the multishot receive with ENOBUFS, and the shard re-arms it).
+  constexpr int kBurst = 64;
+  // Hold the shard busy while the burst queues up, so that it meets all of it at once.
+  std::atomic<bool> release{false};
+  group->shard(0).Post([&release] {
+    while (!release.load()) std::this_thread::sleep_for(milliseconds(1));
+  });
+  struct Release {
+    std::atomic<bool>& flag;
+    ~Release() { flag = true; }  // also when an assertion returns early
+  } release_on_exit{release};
+  std::multiset<std::string> expected;
+  for (int i = 0; i < kBurst; ++i) {
+    expected.insert("burst " + std::to_string(i));
+    ASSERT_TRUE(client.SendTo(server, "burst " + std::to_string(i)));
+  }
+  release = true;
+  std::multiset<std::string> echoed;
+  for (int i = 0; i < kBurst; ++i) {
+    std::optional<std::string> echo = client.Receive();
+    ASSERT_TRUE(echo.has_value()) << i;
+    echoed.insert(*echo);
+  }
+  EXPECT_EQ(echoed, expected);
+  if (GetParam() == Backend::kIoUring) {
+    EXPECT_GT(Total(*group, &NetMetrics::receive_buffers_exhausted), 0u);
+  }
+}
+
 TEST_P(ShardGroupTest, SendFailsWhenQueueFullOrDatagramTooLarge) {
   ShardGroupOptions options = Options(1);
   options.send_queue_depth = 4;
@@ -372,6 +406,36 @@ TEST_P(ShardGroupTest, StopRunsOnStopOnEachShardAndFlushesItsSends) {
   std::lock_guard lock(observed_.mutex);
   EXPECT_EQ(observed_.stop_calls[0], 1);
   EXPECT_EQ(observed_.stop_calls[1], 1);
+}
+
+// A handler that keeps a timer armed for as long as it lives, as a protocol layer does.
+class TimerOwner : public DatagramHandler {
+ public:
+  TimerOwner(Shard& shard, std::atomic<int>* destroyed) : shard_(shard), destroyed_(destroyed) {
+    timer_ = shard_.timers().Schedule(shard_.Now() + std::chrono::hours(1), [] {});
+  }
+  ~TimerOwner() override {
+    EXPECT_TRUE(shard_.timers().Cancel(timer_));
+    ++*destroyed_;
+  }
+  void OnDatagram(const ReceivedDatagram&) override {}
+
+ private:
+  Shard& shard_;
+  std::atomic<int>* destroyed_;
+  TimerWheel::Id timer_;
+};
+
+TEST_P(ShardGroupTest, HandlersLiveUntilTheGroupIsDestroyed) {
+  std::atomic<int> destroyed{0};
+  absl::StatusOr<std::unique_ptr<ShardGroup>> group = ShardGroup::Start(
+      Options(),
+      [&destroyed](Shard& shard) { return std::make_unique<TimerOwner>(shard, &destroyed); });
+  ASSERT_TRUE(group.ok()) << group.status();
+  (*group)->Stop();
+  EXPECT_EQ(destroyed.load(), 0);
+  group->reset();
+  EXPECT_EQ(destroyed.load(), 2);
 }
 
 TEST_P(ShardGroupTest, StopsWithoutExplicitStop) {

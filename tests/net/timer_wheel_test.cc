@@ -261,8 +261,7 @@ TEST(TimerWheelTest, ManyTimersMatchModel) {
     }
     ASSERT_EQ(*next, earliest);
     // Jump either exactly to it or a random distance (sometimes past many deadlines).
-    now = (random() % 3 == 0) ? std::max(now, *next)
-                              : now + microseconds(random() % 5'000'000);
+    now = (random() % 3 == 0) ? std::max(now, *next) : now + microseconds(random() % 5'000'000);
     wheel.Advance(now);
   }
   TimePoint previous = TimePoint::min();
