@@ -248,15 +248,7 @@ class MessageLayer final : public net::DatagramHandler {
     net::Duration timeout{};
     net::TimerWheel::Id timer = net::TimerWheel::kNoTimer;
   };
-  struct MidKey {
-    net::PeerAddress peer;
-    uint16_t mid = 0;
-    bool operator==(const MidKey& other) const { return mid == other.mid && peer == other.peer; }
-    template <typename H>
-    friend H AbslHashValue(H h, const MidKey& k) {
-      return H::combine(std::move(h), k.peer, k.mid);
-    }
-  };
+  using MidKey = internal::PeerMessageId;
   struct ClientRequest {
     enum class State : uint8_t { kAwaitingAck, kAwaitingResponse, kObserving };
     State state = State::kAwaitingAck;

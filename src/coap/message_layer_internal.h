@@ -75,6 +75,19 @@ struct ReplyContext {
 // message id or the block options. Length-prefixed, so that no two requests collide.
 std::string RequestIdentity(const MessageView& request);
 
+// A message id as a peer sees it: RFC 7252 §4.4 scopes message ids to the endpoint pair.
+struct PeerMessageId {
+  net::PeerAddress peer;
+  uint16_t mid = 0;
+  bool operator==(const PeerMessageId& other) const {
+    return mid == other.mid && peer == other.peer;
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const PeerMessageId& k) {
+    return H::combine(std::move(h), k.peer, k.mid);
+  }
+};
+
 // RFC 7252 §4.5 deduplication: which (peer, message id) pairs were seen recently, and what
 // was answered so that a duplicate CON gets the same bytes again. Records expire in
 // insertion order; memory is bounded by a record ring (max_entries) and a byte ring for the
@@ -109,15 +122,7 @@ class DedupCache {
   size_t arena_used() const { return static_cast<size_t>(write_pos_ - reclaim_pos_); }
 
  private:
-  struct Key {
-    net::PeerAddress peer;
-    uint16_t mid = 0;
-    bool operator==(const Key& other) const { return mid == other.mid && peer == other.peer; }
-    template <typename H>
-    friend H AbslHashValue(H h, const Key& k) {
-      return H::combine(std::move(h), k.peer, k.mid);
-    }
-  };
+  using Key = PeerMessageId;
   struct Record {
     Key key;
     Kind kind = Kind::kPending;

@@ -145,15 +145,9 @@ ShardImpl::ShardImpl(int id, const ShardGroupOptions& options, std::vector<int> 
     : id_(id), options_(options), sockets_(std::move(sockets)), wake_fd_(wake_fd) {}
 
 ShardImpl::~ShardImpl() {
-  // The handler stays alive until the group is destroyed, so that what reads it from
-  // other threads (its metrics, scraped by /metrics) stays valid after Stop. Its thread has
-  // ended, so the destroying thread stands in for the shard: the handler's destructor may
-  // still cancel its timers. Handler first, since its timers may point into it.
-  Shard* previous = current_shard;
-  current_shard = this;
-  handler_.reset();
+  // The handler died on the shard thread (Run); nothing can touch the timers any more.
+  LWM2MD_CHECK(handler_ == nullptr);
   timers_.reset();
-  current_shard = previous;
   for (int fd : sockets_) ::close(fd);
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
@@ -284,9 +278,10 @@ void ShardImpl::Run(const HandlerFactory& factory, int cpu, StartupReport* repor
   bool ok = status.ok();
   report->Publish(std::move(status));
   if (ok) Loop();
-  // Functions posted too late are dropped here, on the shard; the handler and the timers
-  // outlive the thread (see ~ShardImpl).
+  // Functions posted too late are dropped here, on the shard, and the handler is destroyed
+  // on the thread that made it, before the timers its destructor may cancel.
   inbox_.DiscardAll();
+  handler_.reset();
   ReleaseBackend();
   current_shard = nullptr;
 }

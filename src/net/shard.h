@@ -43,8 +43,9 @@ class ShardIo {
 };
 
 // The per-shard consumer of datagrams (the CoAP message layer, later DTLS in front of it).
-// Built by the factory on its shard thread; destroyed with the ShardGroup (after Stop), so
-// that other threads may keep reading it (e.g. its metrics) until then.
+// Built by the factory on its shard thread and destroyed there when the shard's loop ends
+// (Stop): an object dies on the shard that made it. What other threads read after Stop
+// (metrics probes) must therefore be owned outside the handler.
 class DatagramHandler {
  public:
   virtual ~DatagramHandler() = default;

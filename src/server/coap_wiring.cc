@@ -13,22 +13,20 @@ namespace lwm2md::server {
 namespace {
 
 // A shard's CoAP stack. Members are declared in dependency order so that the layer goes
-// first on destruction, before the tree and the probe it points to.
+// first on destruction, before the tree it points to.
 class ShardCoap final : public net::DatagramHandler {
  public:
-  ShardCoap(const coap::Config& config, net::Shard& shard,
+  ShardCoap(const coap::Config& config, net::Shard& shard, coap::CoapMetrics& metrics,
             const std::shared_ptr<coap::DiagnosticBody>& diagnostic)
-      : tree_(config), layer_(shard, config, metrics_, tree_) {
+      : tree_(config), layer_(shard, config, metrics, tree_) {
     if (config.diagnostic_resource) {
       LWM2MD_CHECK(coap::RegisterDiagnosticResource(tree_, shard, diagnostic).ok());
     }
   }
 
   void OnDatagram(const net::ReceivedDatagram& datagram) override { layer_.OnDatagram(datagram); }
-  const coap::CoapMetrics& metrics() const { return metrics_; }
 
  private:
-  coap::CoapMetrics metrics_;
   coap::ResourceTree tree_;
   coap::MessageLayer layer_;
 };
@@ -53,12 +51,15 @@ CoapWiring::CoapWiring(const Config& config)
       diagnostic_(std::make_shared<coap::DiagnosticBody>()) {}
 
 std::unique_ptr<net::DatagramHandler> CoapWiring::MakeHandler(net::Shard& shard) {
-  auto handler = std::make_unique<ShardCoap>(coap_config_, shard, diagnostic_);
-  absl::MutexLock lock(&probes_mutex_);
-  const size_t id = static_cast<size_t>(shard.shard_id());
-  if (probes_.size() <= id) probes_.resize(id + 1, nullptr);
-  probes_[id] = &handler->metrics();
-  return handler;
+  coap::CoapMetrics* probe;
+  {
+    absl::MutexLock lock(&probes_mutex_);
+    const size_t id = static_cast<size_t>(shard.shard_id());
+    if (probes_.size() <= id) probes_.resize(id + 1);
+    probes_[id] = std::make_unique<coap::CoapMetrics>();
+    probe = probes_[id].get();
+  }
+  return std::make_unique<ShardCoap>(coap_config_, shard, *probe, diagnostic_);
 }
 
 void CoapWiring::AddMetrics(metrics::Registry& registry, net::ShardGroup& group) {
@@ -66,7 +67,7 @@ void CoapWiring::AddMetrics(metrics::Registry& registry, net::ShardGroup& group)
   std::vector<const coap::CoapMetrics*> probes;
   {
     absl::MutexLock lock(&probes_mutex_);
-    probes = probes_;
+    for (const std::unique_ptr<coap::CoapMetrics>& probe : probes_) probes.push_back(probe.get());
   }
   const int shards = group.size();
   LWM2MD_CHECK(static_cast<int>(probes.size()) == shards);
@@ -89,30 +90,27 @@ void CoapWiring::AddMetrics(metrics::Registry& registry, net::ShardGroup& group)
   registry.AddCallbackFamily({"lwm2md_coap_messages_sent_total",
                               "CoAP messages sent, by type and code.", metrics::Type::kCounter,
                               messages(Direction::kSent)});
-  registry.AddCallbackFamily({"lwm2md_coap_parse_errors_total",
-                              "Datagrams that are not valid CoAP, by reason.",
-                              metrics::Type::kCounter, [probes](metrics::SampleWriter& out) {
-                                for (size_t s = 0; s < probes.size(); ++s) {
-                                  const std::string shard = std::to_string(s);
-                                  probes[s]->ForEachParseError(
-                                      [&](std::string_view reason, uint64_t value) {
-                                        out.Add({{"shard", shard}, {"reason", reason}},
-                                                static_cast<double>(value));
-                                      });
-                                }
-                              }});
-  registry.AddCallbackFamily({"lwm2md_coap_dropped_total",
-                              "Messages dropped without an answer, by reason.",
-                              metrics::Type::kCounter, [probes](metrics::SampleWriter& out) {
-                                for (size_t s = 0; s < probes.size(); ++s) {
-                                  const std::string shard = std::to_string(s);
-                                  probes[s]->ForEachDropReason(
-                                      [&](std::string_view reason, uint64_t value) {
-                                        out.Add({{"shard", shard}, {"reason", reason}},
-                                                static_cast<double>(value));
-                                      });
-                                }
-                              }});
+  // Families labelled by shard and reason, from a probe's ForEach<Reason> enumerator.
+  auto by_reason = [probes](auto for_each) {
+    return [probes, for_each](metrics::SampleWriter& out) {
+      for (size_t s = 0; s < probes.size(); ++s) {
+        const std::string shard = std::to_string(s);
+        for_each(*probes[s], [&](std::string_view reason, uint64_t value) {
+          out.Add({{"shard", shard}, {"reason", reason}}, static_cast<double>(value));
+        });
+      }
+    };
+  };
+  registry.AddCallbackFamily(
+      {"lwm2md_coap_parse_errors_total", "Datagrams that are not valid CoAP, by reason.",
+       metrics::Type::kCounter, by_reason([](const coap::CoapMetrics& m, auto&& fn) {
+         m.ForEachParseError(fn);
+       })});
+  registry.AddCallbackFamily(
+      {"lwm2md_coap_dropped_total", "Messages dropped without an answer, by reason.",
+       metrics::Type::kCounter, by_reason([](const coap::CoapMetrics& m, auto&& fn) {
+         m.ForEachDropReason(fn);
+       })});
   struct Simple {
     const char* name;
     const char* help;

@@ -39,10 +39,10 @@ class CoapWiring {
   const coap::Config coap_config_;
   // One /diag body for the process (see DiagnosticBody).
   const std::shared_ptr<coap::DiagnosticBody> diagnostic_;
-  // Each shard's probe, by shard id, recorded by MakeHandler on the shard's thread (the
-  // handler itself is only reachable there).
+  // Each shard's probe, by shard id. Owned here rather than by the handler, which dies on
+  // its shard thread at Stop, while /metrics may still be scraped.
   absl::Mutex probes_mutex_;
-  std::vector<const coap::CoapMetrics*> probes_ ABSL_GUARDED_BY(probes_mutex_);
+  std::vector<std::unique_ptr<coap::CoapMetrics>> probes_ ABSL_GUARDED_BY(probes_mutex_);
 };
 
 }  // namespace lwm2md::server

@@ -408,34 +408,45 @@ TEST_P(ShardGroupTest, StopRunsOnStopOnEachShardAndFlushesItsSends) {
   EXPECT_EQ(observed_.stop_calls[1], 1);
 }
 
-// A handler that keeps a timer armed for as long as it lives, as a protocol layer does.
+// A handler that keeps a timer armed for as long as it lives, as a protocol layer does, and
+// records the thread it dies on.
 class TimerOwner : public DatagramHandler {
  public:
-  TimerOwner(Shard& shard, std::atomic<int>* destroyed) : shard_(shard), destroyed_(destroyed) {
+  struct Deaths {
+    std::mutex mutex;
+    std::map<int, std::thread::id> made_on;
+    std::map<int, std::thread::id> destroyed_on;
+  };
+  TimerOwner(Shard& shard, Deaths* deaths) : shard_(shard), deaths_(deaths) {
     timer_ = shard_.timers().Schedule(shard_.Now() + std::chrono::hours(1), [] {});
+    std::lock_guard lock(deaths_->mutex);
+    deaths_->made_on[shard_.shard_id()] = std::this_thread::get_id();
   }
   ~TimerOwner() override {
     EXPECT_TRUE(shard_.timers().Cancel(timer_));
-    ++*destroyed_;
+    std::lock_guard lock(deaths_->mutex);
+    deaths_->destroyed_on[shard_.shard_id()] = std::this_thread::get_id();
   }
   void OnDatagram(const ReceivedDatagram&) override {}
 
  private:
   Shard& shard_;
-  std::atomic<int>* destroyed_;
+  Deaths* deaths_;
   TimerWheel::Id timer_;
 };
 
-TEST_P(ShardGroupTest, HandlersLiveUntilTheGroupIsDestroyed) {
-  std::atomic<int> destroyed{0};
+TEST_P(ShardGroupTest, HandlersDieOnTheirShardThreadAtStop) {
+  TimerOwner::Deaths deaths;
   absl::StatusOr<std::unique_ptr<ShardGroup>> group = ShardGroup::Start(
-      Options(),
-      [&destroyed](Shard& shard) { return std::make_unique<TimerOwner>(shard, &destroyed); });
+      Options(), [&deaths](Shard& shard) { return std::make_unique<TimerOwner>(shard, &deaths); });
   ASSERT_TRUE(group.ok()) << group.status();
   (*group)->Stop();
-  EXPECT_EQ(destroyed.load(), 0);
-  group->reset();
-  EXPECT_EQ(destroyed.load(), 2);
+  std::lock_guard lock(deaths.mutex);
+  ASSERT_EQ(deaths.destroyed_on.size(), 2u);
+  for (const auto& [shard, thread] : deaths.destroyed_on) {
+    EXPECT_EQ(thread, deaths.made_on[shard]) << "shard " << shard;
+    EXPECT_NE(thread, std::this_thread::get_id());
+  }
 }
 
 TEST_P(ShardGroupTest, StopsWithoutExplicitStop) {
