@@ -77,7 +77,9 @@ struct Config {
     if (max_body_size == 0) return Invalid("coap.max_body_size", "must be positive");
     if (separate_ack_delay_ms >= ack_timeout_ms)
       return Invalid("separate_ack_delay_ms", "must be below coap.ack_timeout_ms");
-    if (dedup_max_entries == 0) return Invalid("dedup_max_entries", "must be positive");
+    // The index numbers its slots in 32 bits at four slots per record.
+    if (dedup_max_entries == 0 || dedup_max_entries > (1u << 30))
+      return Invalid("dedup_max_entries", "must be between 1 and 2^30");
     if (dedup_cache_bytes < 4096) return Invalid("dedup_cache_bytes", "must be >= 4096");
     return absl::OkStatus();
   }

@@ -1,9 +1,11 @@
 #include "coap/message_layer.h"
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <utility>
 
+#include "absl/hash/hash.h"
 #include "base/check.h"
 #include "base/log.h"
 
@@ -162,15 +164,41 @@ std::string RequestIdentity(const MessageView& request) {
   return id;
 }
 
+void SlotIndex::Reset(size_t capacity) {
+  // Slots are named by uint32_t. DedupCache reaches 2^32 slots only with a ring of 2^30
+  // records (64 GiB), far beyond any sensible dedup_max_entries.
+  LWM2MD_CHECK(std::has_single_bit(capacity) && capacity <= (size_t{1} << 32));
+  slots_.assign(capacity, Slot{});
+  mask_ = static_cast<uint32_t>(capacity - 1);
+  size_ = 0;
+}
+
 DedupCache::DedupCache(size_t max_entries, size_t arena_bytes)
     : max_entries_(max_entries == 0 ? 1 : max_entries),
+      max_ring_size_(std::bit_ceil(max_entries_)),
       arena_capacity_(arena_bytes == 0 ? 1 : arena_bytes) {}
+
+uint32_t DedupCache::KeyHash(const Key& key) {
+  // RFC 7252 §4.4 has a client count its message ids up by one, so eight consecutive ids of
+  // a peer get adjacent home slots (one cache line): the probe for a new id then mostly
+  // reads a line its predecessors already brought in, instead of a random cold one. The
+  // groups themselves are spread by the (seeded) hash, so a peer still cannot aim at
+  // another's slots.
+  const uint64_t group = absl::HashOf(key.peer, static_cast<uint16_t>(key.mid >> 3));
+  return SlotIndex::StoredHash((group & ~uint64_t{7}) | (key.mid & 7));
+}
+
+SlotIndex::ProbeResult DedupCache::Probe(uint32_t hash, const Key& key) const {
+  return index_.Probe(hash, [&](uint32_t seq) { return At(seq).key == key; });
+}
 
 std::optional<DedupCache::Hit> DedupCache::Find(const net::PeerAddress& peer, uint16_t mid,
                                                 net::TimePoint now) const {
-  auto it = index_.find(Key{peer, mid});
-  if (it == index_.end()) return std::nullopt;
-  const Record& r = At(it->second);
+  if (index_.size() == 0) return std::nullopt;  // also: no slots before the first Insert
+  const Key key{peer, mid};
+  const SlotIndex::ProbeResult p = Probe(KeyHash(key), key);
+  if (!p.found) return std::nullopt;
+  const Record& r = At(index_.value(p.slot));
   if (r.expiry <= now) return std::nullopt;
   Hit hit{r.kind, {}};
   if (r.kind == Kind::kResponse)
@@ -200,36 +228,63 @@ void DedupCache::Insert(const net::PeerAddress& peer, uint16_t mid, net::TimePoi
       std::memcpy(arena_.data() + r.start % arena_capacity_, response.data(), response.size());
     }
   }
+  // Probed only now: the pops above may have removed this key's older record.
   const uint64_t seq = head_seq_ + count_;
-  ring_[(head_ + count_) % ring_.size()] = r;
+  r.hash = KeyHash(r.key);
+  const SlotIndex::ProbeResult p = Probe(r.hash, r.key);
+  if (p.found) {
+    index_.set_value(p.slot, static_cast<uint32_t>(seq));  // supersedes the older record
+  } else {
+    index_.Place(p.slot, r.hash, static_cast<uint32_t>(seq));
+  }
+  At(seq) = r;
   ++count_;
-  index_.insert_or_assign(r.key, seq);
+  // Halfway through a group of eight ids (see KeyHash), load the line of the next group,
+  // which the peer's next ids will probe.
+  if ((mid & 7) == 4) index_.Prefetch(KeyHash(Key{peer, static_cast<uint16_t>(mid + 4)}));
 }
 
 void DedupCache::Expire(net::TimePoint now) {
-  while (count_ > 0 && ring_[head_].expiry <= now) PopOldest(/*evicting=*/false);
+  while (count_ > 0 && At(head_seq_).expiry <= now) PopOldest(/*evicting=*/false);
 }
 
 void DedupCache::PopOldest(bool evicting) {
-  const Record& r = ring_[head_];
-  auto it = index_.find(r.key);
-  if (it != index_.end() && it->second == head_seq_) {
-    index_.erase(it);
+  const Record& r = At(head_seq_);
+  // Absent when a newer record of the same key superseded this one.
+  if (const SlotIndex::ProbeResult p = index_.ProbeValue(r.hash, static_cast<uint32_t>(head_seq_));
+      p.found) {
+    index_.Erase(p.slot);
     if (evicting) ++evictions_;
   }
   if (r.length != 0) reclaim_pos_ = r.start + r.length;
-  head_ = (head_ + 1) % ring_.size();
   ++head_seq_;
   --count_;
-  if (count_ == 0) reclaim_pos_ = write_pos_;
+  if (count_ == 0) {
+    reclaim_pos_ = write_pos_;
+  } else {
+    // Under load the cache is full and every insert pops the oldest record, which, like its
+    // index slot, was last touched a full ring ago and is no longer cached: start loading
+    // the records a few pops ahead, and the slot of the next one (its record was prefetched
+    // earlier), so that neither load stalls the pop that needs it.
+    constexpr uint64_t kRecordsAhead = 4;
+    if (count_ > kRecordsAhead) __builtin_prefetch(&At(head_seq_ + kRecordsAhead));
+    index_.Prefetch(At(head_seq_).hash);
+  }
 }
 
 void DedupCache::Grow() {
-  const size_t size = std::min(std::max<size_t>(16, ring_.size() * 2), max_entries_);
+  const size_t size = std::min(std::max<size_t>(16, ring_.size() * 2), max_ring_size_);
   std::vector<Record> ring(size);
-  for (size_t i = 0; i < count_; ++i) ring[i] = ring_[(head_ + i) % ring_.size()];
+  const uint64_t mask = size - 1;
+  for (uint64_t seq = head_seq_; seq != head_seq_ + count_; ++seq) ring[seq & mask] = At(seq);
   ring_ = std::move(ring);
-  head_ = 0;
+  ring_mask_ = mask;
+  // Rebuilt from the stored hashes, so no key is hashed again.
+  SlotIndex index;
+  index.Reset(4 * size);
+  for (uint32_t i = 0; i < index_.capacity(); ++i)
+    if (index_.hash(i) != 0) index.Insert(index_.hash(i), index_.value(i));
+  index_ = std::move(index);
 }
 
 uint64_t DedupCache::Allocate(size_t n) {

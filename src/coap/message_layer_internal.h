@@ -88,6 +88,87 @@ struct PeerMessageId {
   }
 };
 
+// An open-addressing table of (32-bit hash, 32-bit value) pairs, the index of DedupCache.
+// Hand-written rather than an absl::flat_hash_map because the cache removes its oldest
+// record on nearly every insert under load, and a record knows its key's stored hash and
+// its own value: removal then probes by (hash, value) alone, without rehashing or comparing
+// the key, and can prefetch the slot before it is needed. Linear probing with backward-shift
+// deletion needs no tombstones; the caller keeps the load at most 1/2, so probes stay short.
+// Keys live with the owner: Probe asks it whether a candidate value is the one sought, and
+// only for values whose stored hash matches, which spares most key comparisons.
+class SlotIndex {
+ public:
+  struct ProbeResult {
+    uint32_t slot;  // the match, or the empty slot where the key would go
+    bool found;
+  };
+
+  // Empties the table and sizes it to `capacity` slots, a power of two.
+  void Reset(size_t capacity);
+  size_t capacity() const { return slots_.size(); }
+  size_t size() const { return size_; }
+
+  // Slots store a nonzero hash so that zero can mark an empty slot.
+  static uint32_t StoredHash(uint64_t hash) {
+    const uint32_t h = static_cast<uint32_t>(hash);
+    return h == 0 ? 1 : h;
+  }
+
+  // `hash` from StoredHash; is_match(value) decides between entries with equal hashes.
+  // Requires an empty slot (size() < capacity()).
+  template <typename IsMatch>
+  ProbeResult Probe(uint32_t hash, IsMatch is_match) const {
+    for (uint32_t i = hash & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.hash == 0) return {i, false};
+      if (s.hash == hash && is_match(s.value)) return {i, true};
+    }
+  }
+  // The entry holding `value`, which was inserted under `hash`.
+  ProbeResult ProbeValue(uint32_t hash, uint32_t value) const {
+    return Probe(hash, [value](uint32_t v) { return v == value; });
+  }
+  // Fills the empty slot that Probe returned for this hash.
+  void Place(uint32_t slot, uint32_t hash, uint32_t value) {
+    slots_[slot] = Slot{hash, value};
+    ++size_;
+  }
+  void Insert(uint32_t hash, uint32_t value) {
+    Place(Probe(hash, [](uint32_t) { return false; }).slot, hash, value);
+  }
+  uint32_t hash(uint32_t slot) const { return slots_[slot].hash; }
+  uint32_t value(uint32_t slot) const { return slots_[slot].value; }
+  void set_value(uint32_t slot, uint32_t value) { slots_[slot].value = value; }
+  // Starts loading the first slot a probe for `hash` reads.
+  void Prefetch(uint32_t hash) const { __builtin_prefetch(&slots_[hash & mask_], /*rw=*/1); }
+
+  // Empties `slot` and shifts back the entries of its probe run that may move closer to
+  // their home slot, so that no probe ever has to step over a hole.
+  void Erase(uint32_t slot) {
+    uint32_t hole = slot;
+    for (uint32_t i = (slot + 1) & mask_;; i = (i + 1) & mask_) {
+      const Slot s = slots_[i];
+      if (s.hash == 0) break;
+      // An entry may fill the hole unless its home lies cyclically in (hole, i].
+      if (((i - (s.hash & mask_)) & mask_) >= ((i - hole) & mask_)) {
+        slots_[hole] = s;
+        hole = i;
+      }
+    }
+    slots_[hole] = Slot{};
+    --size_;
+  }
+
+ private:
+  struct Slot {
+    uint32_t hash = 0;  // StoredHash of the key; 0 when empty
+    uint32_t value = 0;
+  };
+  std::vector<Slot> slots_;
+  uint32_t mask_ = 0;
+  size_t size_ = 0;
+};
+
 // RFC 7252 §4.5 deduplication: which (peer, message id) pairs were seen recently, and what
 // was answered so that a duplicate CON gets the same bytes again. Records expire in
 // insertion order; memory is bounded by a record ring (max_entries) and a byte ring for the
@@ -123,22 +204,32 @@ class DedupCache {
 
  private:
   using Key = PeerMessageId;
-  struct Record {
+  // One cache line, so that popping or prefetching a record loads one line.
+  struct alignas(64) Record {
     Key key;
     Kind kind = Kind::kPending;
+    uint32_t hash = 0;    // SlotIndex::StoredHash of key, kept so that popping never rehashes
     uint32_t length = 0;  // bytes in the arena (kResponse)
     uint64_t start = 0;   // logical arena position (see write_pos_)
     net::TimePoint expiry;
   };
+  static_assert(sizeof(Record) == 64);
 
-  const Record& At(uint64_t seq) const { return ring_[(head_ + (seq - head_seq_)) % ring_.size()]; }
+  // The record with sequence number seq lives at ring_[seq & ring_mask_]: the ring's size
+  // is a power of two, so no division, and the index can name a record by the low 32 bits
+  // of its sequence number (fewer than 2^32 records are ever live).
+  Record& At(uint64_t seq) { return ring_[seq & ring_mask_]; }
+  const Record& At(uint64_t seq) const { return ring_[seq & ring_mask_]; }
+  static uint32_t KeyHash(const Key& key);
+  SlotIndex::ProbeResult Probe(uint32_t hash, const Key& key) const;
   void PopOldest(bool evicting);
   void Grow();
   uint64_t Allocate(size_t n);
 
   size_t max_entries_;
-  std::vector<Record> ring_;  // grows by doubling up to max_entries_
-  size_t head_ = 0;           // physical index of the oldest record
+  size_t max_ring_size_;      // max_entries_ rounded up to a power of two
+  std::vector<Record> ring_;  // grows by doubling up to max_ring_size_
+  uint64_t ring_mask_ = 0;
   size_t count_ = 0;
   uint64_t head_seq_ = 0;  // sequence number of the oldest record
   // The arena is a byte ring addressed by monotonically increasing logical positions;
@@ -148,7 +239,10 @@ class DedupCache {
   std::vector<uint8_t> arena_;  // allocated on first use
   uint64_t write_pos_ = 0;
   uint64_t reclaim_pos_ = 0;
-  absl::flat_hash_map<Key, uint64_t> index_;  // live key -> sequence number of its record
+  // Live key -> low 32 bits of its record's sequence number. Four times the ring's size, so
+  // at most a quarter full: KeyHash places a peer's consecutive ids side by side, and the
+  // runs this forms would make the probes of a fuller table long.
+  SlotIndex index_;
   uint64_t evictions_ = 0;
 };
 

@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -440,6 +442,122 @@ TEST(DedupCacheTest, ArenaWrapsAndEvictsOldest) {
   cache.Insert(peer, 19, now, expiry, internal::DedupCache::Kind::kEmptyAck);
   EXPECT_EQ(cache.Find(peer, 19, now)->kind, internal::DedupCache::Kind::kEmptyAck);
   cache.Expire(expiry);
+  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(cache.arena_used(), 0u);
+}
+
+// Linear probing with backward-shift deletion against a map model. Hashes are drawn from
+// few values so that runs collide, and homes near the end of the table make runs wrap.
+TEST(SlotIndexTest, MatchesModelUnderCollisionsAndWraparound) {
+  internal::SlotIndex index;
+  constexpr uint32_t kCapacity = 64;
+  index.Reset(kCapacity);
+  std::map<uint32_t, uint32_t> model;  // value -> hash; values are unique, as in DedupCache
+  std::mt19937 rng(7);
+  const uint32_t homes[] = {0, 1, 2, 61, 62, 63};
+  auto random_hash = [&] {
+    // Homes in {0, 1, 2, 61, 62, 63}; higher bits tell entries of one home apart.
+    return internal::SlotIndex::StoredHash(homes[rng() % 6] | ((rng() % 4) * kCapacity));
+  };
+  uint32_t next_value = 1;
+  for (int step = 0; step < 20000; ++step) {
+    const bool insert = model.empty() || (model.size() < kCapacity / 2 && rng() % 2 == 0);
+    if (insert) {
+      const uint32_t hash = random_hash();
+      const uint32_t value = next_value++;
+      const internal::SlotIndex::ProbeResult p = index.ProbeValue(hash, value);
+      ASSERT_FALSE(p.found);
+      index.Place(p.slot, hash, value);
+      model[value] = hash;
+    } else {
+      auto it = std::next(model.begin(), static_cast<long>(rng() % model.size()));
+      const internal::SlotIndex::ProbeResult p = index.ProbeValue(it->second, it->first);
+      ASSERT_TRUE(p.found);
+      index.Erase(p.slot);
+      model.erase(it);
+    }
+    ASSERT_EQ(index.size(), model.size());
+    // Every live entry is reachable from its home, and nothing else is stored.
+    size_t occupied = 0;
+    for (uint32_t slot = 0; slot < kCapacity; ++slot) {
+      if (index.hash(slot) == 0) continue;
+      ++occupied;
+      auto it = model.find(index.value(slot));
+      ASSERT_NE(it, model.end());
+      EXPECT_EQ(it->second, index.hash(slot));
+    }
+    ASSERT_EQ(occupied, model.size());
+    for (const auto& [value, hash] : model) {
+      const internal::SlotIndex::ProbeResult p = index.ProbeValue(hash, value);
+      ASSERT_TRUE(p.found);
+      EXPECT_EQ(index.value(p.slot), value);
+    }
+    EXPECT_FALSE(index.ProbeValue(random_hash(), 0).found);
+  }
+}
+
+// DedupCache against a model of live records, across ring growth, wraparound, supersede,
+// eviction at the entry bound, and expiry; many peers and message ids so that index runs
+// collide and wrap.
+TEST(DedupCacheTest, MatchesModel) {
+  constexpr size_t kMaxEntries = 100;  // not a power of two: the ring is larger than the bound
+  internal::DedupCache cache(kMaxEntries, 1 << 20);
+  struct Live {
+    internal::DedupCache::Kind kind;
+    net::TimePoint expiry;
+    uint64_t order;
+  };
+  std::map<std::pair<int, uint16_t>, Live> model;
+  std::vector<net::PeerAddress> peers;
+  for (int i = 0; i < 5; ++i)
+    peers.push_back(*net::PeerAddress::Parse("10.0.0." + std::to_string(i + 1) + ":5683"));
+  std::mt19937 rng(11);
+  net::TimePoint now{};
+  uint64_t order = 0;
+  uint64_t expected_evictions = 0;
+  for (int step = 0; step < 20000; ++step) {
+    now += milliseconds(rng() % 3);
+    const int peer = static_cast<int>(rng() % peers.size());
+    // Mostly increasing ids per peer, as clients send them, with repeats and wraparound.
+    const uint16_t mid = static_cast<uint16_t>(65500 + step / 3 + rng() % 8);
+    const auto kind = static_cast<internal::DedupCache::Kind>(rng() % 4);
+    const std::vector<uint8_t> response(1 + rng() % 20, static_cast<uint8_t>(mid));
+    // One lifetime, so that records expire in insertion order, as they do in the layer.
+    cache.Insert(peers[peer], mid, now, now + milliseconds(100), kind, response);
+    std::erase_if(model, [&](const auto& e) { return e.second.expiry <= now; });
+    model[{peer, mid}] = Live{kind, now + milliseconds(100), order++};
+    ASSERT_LE(cache.size(), kMaxEntries);
+    // Whatever the cache still has must agree with the model; a key it lost must have been
+    // evicted, and evictions take the oldest live record first.
+    uint64_t newest_lost = 0;
+    bool lost = false;
+    uint64_t oldest_kept = UINT64_MAX;
+    for (auto it = model.begin(); it != model.end();) {
+      const auto hit = cache.Find(peers[it->first.first], it->first.second, now);
+      if (!hit) {
+        ++expected_evictions;
+        lost = true;
+        newest_lost = std::max(newest_lost, it->second.order);
+        it = model.erase(it);
+        continue;
+      }
+      EXPECT_EQ(hit->kind, it->second.kind);
+      if (hit->kind == internal::DedupCache::Kind::kResponse) {
+        ASSERT_FALSE(hit->response.empty());
+        EXPECT_EQ(hit->response[0], static_cast<uint8_t>(it->first.second));
+      }
+      oldest_kept = std::min(oldest_kept, it->second.order);
+      ++it;
+    }
+    if (lost) {
+      EXPECT_LT(newest_lost, oldest_kept);
+    }
+    ASSERT_EQ(cache.size(), model.size());
+    ASSERT_EQ(cache.evictions(), expected_evictions);
+  }
+  EXPECT_GT(cache.evictions(), 0u);
+  EXPECT_EQ(cache.evictions(), expected_evictions);
+  cache.Expire(now + seconds(1));
   EXPECT_EQ(cache.size(), 0u);
   EXPECT_EQ(cache.arena_used(), 0u);
 }
