@@ -261,26 +261,27 @@ TEST(TlvTest, RefusesTheLengthsAsPrintedInTheTs) {
   EXPECT_FALSE(Payload::Parse(Span(links), &payload).ok());
 }
 
-TEST(TlvTest, FixedBufferWriterMatchesAndFailsWhenShort) {
-  std::vector<uint8_t> buf(kDeviceInstance.size());
-  Writer w{std::span<uint8_t>(buf)};
+// The two Access Control instances of kAccessControl.
+void WriteAccessControl(Writer& w) {
   w.BeginObjectInstance(0).Integer(0, 1).Integer(1, 0);
   w.BeginMultipleResource(2).Integer(127, 7).End();
   w.Integer(3, 127).End();
   w.BeginObjectInstance(2).Integer(0, 3).Integer(1, 0);
   w.BeginMultipleResource(2).Integer(127, 7).Integer(310, 1).End();
   w.Integer(3, 127).End();
+}
+
+TEST(TlvTest, FixedBufferWriterMatchesAndFailsWhenShort) {
+  // A fixed buffer needs the slack an open container reserves for its header.
+  std::vector<uint8_t> buf(kAccessControl.size() + Writer::kOpenContainerSlack);
+  Writer w{std::span<uint8_t>(buf)};
+  WriteAccessControl(w);
   ASSERT_TRUE(w.ok());
   EXPECT_EQ(Bytes(w.Finish().begin(), w.Finish().end()), kAccessControl);
 
   std::vector<uint8_t> small(kAccessControl.size() - 1);
   Writer s{std::span<uint8_t>(small)};
-  s.BeginObjectInstance(0).Integer(0, 1).Integer(1, 0);
-  s.BeginMultipleResource(2).Integer(127, 7).End();
-  s.Integer(3, 127).End();
-  s.BeginObjectInstance(2).Integer(0, 3).Integer(1, 0);
-  s.BeginMultipleResource(2).Integer(127, 7).Integer(310, 1).End();
-  s.Integer(3, 127).End();
+  WriteAccessControl(s);
   EXPECT_FALSE(s.ok());
   EXPECT_TRUE(s.Finish().empty());
 }
