@@ -1,9 +1,9 @@
 #pragma once
-// The HTTP listener: /metrics and /healthz now, the REST API (/api/v1/...) and the SSE
-// event stream later. cpp-httplib serves it on its own threads (one accepting, a small
-// worker pool), away from the shards: requests reach shard state only through what
-// HttpServices hands in (the metrics registry now; the action interface later, which
-// posts to shard inboxes).
+// The HTTP listener: /metrics, /healthz, the REST API (/api/v1/..., api/README.md) and the
+// SSE event stream. cpp-httplib serves it on its own threads (one accepting, a worker pool),
+// away from the shards: requests reach shard state only through what HttpServices hands in
+// (the metrics registry, the store-backed configuration, the directory and the event bus;
+// the action interface later, which posts to shard inboxes).
 
 #include <atomic>
 #include <cstdint>
@@ -18,17 +18,34 @@ namespace httplib {
 class Server;
 }  // namespace httplib
 
+namespace lwm2md::lwm2m {
+class EndpointConfigStore;
+class EndpointDirectory;
+class EventBus;
+class ObjectRegistry;
+}  // namespace lwm2md::lwm2m
+
 namespace lwm2md::api {
 
 struct HttpServerOptions {
   std::string address = "127.0.0.1";  // an IP literal; "::" or "0.0.0.0" for all
   uint16_t port = 8080;               // 0 picks a free port; see HttpServer::port()
-  int worker_threads = 4;
+  // Handler threads. Each open event stream (GET /api/v1/events) keeps one for as long as it
+  // is open, so the pool is sized for streams plus REST traffic; streams are refused (503)
+  // beyond worker_threads - 4, which leaves at least four for everything else.
+  int worker_threads = 32;
 };
 
 // What the routes serve. Everything pointed to must outlive the HttpServer.
 struct HttpServices {
   const metrics::Registry* metrics = nullptr;  // GET /metrics; 404 when null
+  // /api/v1/objects; absent when null.
+  lwm2m::ObjectRegistry* objects = nullptr;
+  // /api/v1/endpoints and /api/v1/settings (with presence from the directory).
+  lwm2m::EndpointConfigStore* endpoints = nullptr;
+  const lwm2m::EndpointDirectory* directory = nullptr;
+  // GET /api/v1/events (server-sent events).
+  lwm2m::EventBus* events = nullptr;
 };
 
 class HttpServer {
@@ -59,6 +76,9 @@ class HttpServer {
   uint16_t port_ = 0;
   std::atomic<bool> ready_{false};
   std::atomic<bool> listen_returned_{false};
+  // Set by Stop before the listener stops: open event streams end on it, since httplib's
+  // stop waits for every handler, and a stream's handler would otherwise never return.
+  std::atomic<bool> stopping_{false};
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
 };

@@ -1,5 +1,7 @@
 #include "metrics/registry.h"
 
+#include <limits>
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -20,6 +22,20 @@ void SampleWriter::Add(absl::Span<const Label> labels, double value) {
   } else {
     metric.gauge.value = value;
   }
+}
+
+void SampleWriter::AddHistogram(std::initializer_list<Label> labels,
+                                absl::Span<const Bucket> buckets, uint64_t count, double sum) {
+  prometheus::ClientMetric& metric = family_.metric.emplace_back();
+  for (const Label& label : labels) {
+    metric.label.push_back({std::string(label.name), std::string(label.value)});
+  }
+  for (const Bucket& bucket : buckets) {
+    metric.histogram.bucket.push_back({bucket.cumulative_count, bucket.upper_bound});
+  }
+  metric.histogram.bucket.push_back({count, std::numeric_limits<double>::infinity()});
+  metric.histogram.sample_count = count;
+  metric.histogram.sample_sum = sum;
 }
 
 CallbackFamily PerShardFamily(std::string name, std::string help, Type type, int shards,
@@ -51,8 +67,11 @@ class Registry::CallbackCollectable : public prometheus::Collectable {
     prometheus::MetricFamily& family = result.front();
     family.name = family_.name;
     family.help = family_.help;
-    family.type = family_.type == Type::kCounter ? prometheus::MetricType::Counter
-                                                 : prometheus::MetricType::Gauge;
+    switch (family_.type) {
+      case Type::kCounter: family.type = prometheus::MetricType::Counter; break;
+      case Type::kGauge: family.type = prometheus::MetricType::Gauge; break;
+      case Type::kHistogram: family.type = prometheus::MetricType::Histogram; break;
+    }
     SampleWriter writer(family);
     family_.collect(writer);
     return result;

@@ -30,7 +30,7 @@ namespace lwm2md::metrics {
 // The Prometheus text exposition format that Collect() produces.
 inline constexpr std::string_view kTextContentType = "text/plain; version=0.0.4; charset=utf-8";
 
-enum class Type { kCounter, kGauge };
+enum class Type { kCounter, kGauge, kHistogram };
 
 struct Label {
   std::string_view name;
@@ -46,6 +46,14 @@ class SampleWriter {
     Add(absl::MakeConstSpan(labels.begin(), labels.size()), value);
   }
   void Add(absl::Span<const Label> labels, double value);
+  // A histogram sample (Type::kHistogram families): cumulative counts per upper bound in
+  // increasing order (the +Inf bucket is added from count), the observation count and sum.
+  struct Bucket {
+    double upper_bound;
+    uint64_t cumulative_count;
+  };
+  void AddHistogram(std::initializer_list<Label> labels, absl::Span<const Bucket> buckets,
+                    uint64_t count, double sum);
 
  private:
   prometheus::MetricFamily& family_;

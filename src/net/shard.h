@@ -97,6 +97,10 @@ class Shard : public ShardIo {
 // shard-local objects are used on their home shard, and for tests.
 Shard* CurrentShard();
 
+// The number of shards a group started with ShardGroupOptions::shards = requested will have:
+// requested, or one per CPU this process may run on when requested is 0.
+int ResolveShardCount(int requested);
+
 class ShardGroup {
  public:
   // Creates the sockets (binding the listeners; port 0 resolved once), then starts one

@@ -64,6 +64,14 @@ std::vector<int> AllowedCpus() {
   return cpus;
 }
 
+}  // namespace
+
+int ResolveShardCount(int requested) {
+  return requested > 0 ? requested : static_cast<int>(AllowedCpus().size());
+}
+
+namespace {
+
 std::string Describe(const ListenSpec& spec, const PeerAddress& address) {
   return absl::StrCat(spec.purpose.empty() ? "udp" : spec.purpose, " ", address.ToString());
 }
@@ -140,8 +148,7 @@ absl::Status ShardGroupImpl::Open(Backend backend) {
     }
     addresses.push_back(*address);
   }
-  std::vector<int> cpus = AllowedCpus();
-  int count = options_.shards > 0 ? options_.shards : static_cast<int>(cpus.size());
+  int count = ResolveShardCount(options_.shards);
   for (int id = 0; id < count; ++id) {
     std::vector<int> sockets;
     auto close_all = [&sockets] {

@@ -17,10 +17,14 @@ namespace {
 class ShardCoap final : public net::DatagramHandler {
  public:
   ShardCoap(const coap::Config& config, net::Shard& shard, coap::CoapMetrics& metrics,
-            const std::shared_ptr<coap::DiagnosticBody>& diagnostic)
+            const std::shared_ptr<coap::DiagnosticBody>& diagnostic,
+            lwm2m::RegistrationHub* registrations)
       : tree_(config), layer_(shard, config, metrics, tree_) {
     if (config.diagnostic_resource) {
       LWM2MD_CHECK(coap::RegisterDiagnosticResource(tree_, shard, diagnostic).ok());
+    }
+    if (registrations != nullptr) {
+      registrations_ = std::make_unique<lwm2m::RegistrationService>(shard, tree_, *registrations);
     }
   }
 
@@ -28,6 +32,8 @@ class ShardCoap final : public net::DatagramHandler {
 
  private:
   coap::ResourceTree tree_;
+  // Destroyed after the layer (whose deferred responses it holds), before the tree.
+  std::unique_ptr<lwm2m::RegistrationService> registrations_;
   coap::MessageLayer layer_;
 };
 
@@ -46,9 +52,10 @@ coap::Config ToCoapConfig(const Config& config) {
   return c;
 }
 
-CoapWiring::CoapWiring(const Config& config)
+CoapWiring::CoapWiring(const Config& config, lwm2m::RegistrationHub* registrations)
     : coap_config_(ToCoapConfig(config)),
-      diagnostic_(std::make_shared<coap::DiagnosticBody>()) {}
+      diagnostic_(std::make_shared<coap::DiagnosticBody>()),
+      registrations_(registrations) {}
 
 std::unique_ptr<net::DatagramHandler> CoapWiring::MakeHandler(net::Shard& shard) {
   coap::CoapMetrics* probe;
@@ -59,7 +66,7 @@ std::unique_ptr<net::DatagramHandler> CoapWiring::MakeHandler(net::Shard& shard)
     probes_[id] = std::make_unique<coap::CoapMetrics>();
     probe = probes_[id].get();
   }
-  return std::make_unique<ShardCoap>(coap_config_, shard, *probe, diagnostic_);
+  return std::make_unique<ShardCoap>(coap_config_, shard, *probe, diagnostic_, registrations_);
 }
 
 void CoapWiring::AddMetrics(metrics::Registry& registry, net::ShardGroup& group) {

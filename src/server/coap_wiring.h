@@ -11,6 +11,7 @@
 
 #include "coap/config.h"
 #include "coap/diagnostic_resource.h"
+#include "lwm2m/registration_service.h"
 #include "metrics/registry.h"
 #include "net/shard.h"
 #include "server/config.h"
@@ -24,7 +25,8 @@ coap::Config ToCoapConfig(const Config& config);
 // What the shards' CoAP handlers share; created before the shard group and outliving it.
 class CoapWiring {
  public:
-  explicit CoapWiring(const Config& config);
+  // registrations (may be null: plain CoAP without /rd, for tests) must outlive the handlers.
+  CoapWiring(const Config& config, lwm2m::RegistrationHub* registrations);
 
   // One shard's handler: its probe, resource tree and message layer. Called by
   // net::ShardGroup on that shard's thread.
@@ -39,6 +41,7 @@ class CoapWiring {
   const coap::Config coap_config_;
   // One /diag body for the process (see DiagnosticBody).
   const std::shared_ptr<coap::DiagnosticBody> diagnostic_;
+  lwm2m::RegistrationHub* const registrations_;
   // Each shard's probe, by shard id. Owned here rather than by the handler, which dies on
   // its shard thread at Stop, while /metrics may still be scraped.
   absl::Mutex probes_mutex_;

@@ -49,7 +49,13 @@ constexpr absl::string_view kKnownKeys[] = {
     "coap.diagnostic_resource",
     "http.address",
     "http.port",
+    "http.worker_threads",
     "store.path",
+    "store.map_size_mb",
+    "store.durability",
+    "store.async_flush_ms",
+    "store.max_batch_operations",
+    "lwm2m.objects_dir",
 };
 
 bool IsKnownKey(absl::string_view key) {
@@ -398,7 +404,19 @@ Config ReadConfig(Reader& reader) {
 
   reader.ReadString("http.address", &config.http.address, RequireIp);
   reader.ReadInteger("http.port", 0, 65535, &config.http.port);
+  reader.ReadInteger("http.worker_threads", 1, 1024, &config.http.worker_threads);
   reader.ReadString("store.path", &config.store.path, RequireNonEmpty);
+  // LMDB reserves the map's address space up front; 1 TiB is far beyond one node's needs.
+  reader.ReadInteger("store.map_size_mb", 1, 1 << 20, &config.store.map_size_mb);
+  static constexpr std::pair<absl::string_view, store::Durability> kDurabilities[] = {
+      {"sync", store::Durability::kSync},
+      {"async", store::Durability::kAsync},
+  };
+  reader.ReadEnum<store::Durability>("store.durability", kDurabilities, &config.store.durability);
+  reader.ReadInteger("store.async_flush_ms", 1, 60000, &config.store.async_flush_ms);
+  reader.ReadInteger("store.max_batch_operations", 1, 1 << 20,
+                     &config.store.max_batch_operations);
+  reader.ReadString("lwm2m.objects_dir", &config.lwm2m.objects_dir, RequireNonEmpty);
   return config;
 }
 

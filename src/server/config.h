@@ -12,6 +12,7 @@
 #include "absl/types/span.h"
 #include "base/log.h"
 #include "net/shard.h"
+#include "store/store.h"
 
 namespace lwm2md::server {
 
@@ -46,13 +47,24 @@ struct Config {
   struct Http {
     std::string address = "127.0.0.1";
     uint16_t port = 8080;
+    // Each open event stream holds one worker for as long as it is open.
+    uint32_t worker_threads = 32;
     bool operator==(const Http&) const = default;
   } http;
 
   struct Store {
     std::string path = "./data";
+    uint32_t map_size_mb = 4096;
+    store::Durability durability = store::Durability::kSync;
+    uint32_t async_flush_ms = 100;
+    uint32_t max_batch_operations = 8192;
     bool operator==(const Store&) const = default;
   } store;
+
+  struct Lwm2m {
+    std::string objects_dir = "config/objects";
+    bool operator==(const Lwm2m&) const = default;
+  } lwm2m;
 
   bool operator==(const Config&) const = default;
 };

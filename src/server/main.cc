@@ -3,6 +3,9 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -124,7 +127,14 @@ int Main(int argc, char** argv) {
   // A scraper hanging up mid-response must not kill the process.
   signal(SIGPIPE, SIG_IGN);
 
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(*config);
+  // A store that fails for good (map or disk full, I/O error) stops the server cleanly and
+  // makes it exit 1, through the same path as SIGTERM.
+  static std::atomic<bool> store_failed{false};
+  absl::StatusOr<std::unique_ptr<Server>> server =
+      Server::Start(*config, [](absl::Status) {
+        store_failed.store(true);
+        kill(getpid(), SIGTERM);
+      });
   if (!server.ok()) {
     LWM2MD_LOG(kError, "lwm2md failed to start: %s", server.status().message());
     return 1;
@@ -132,11 +142,15 @@ int Main(int argc, char** argv) {
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
-  LWM2MD_LOG(kInfo, "%s: stopping", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  if (store_failed.load()) {
+    LWM2MD_LOG(kError, "stopping: the store cannot take writes");
+  } else {
+    LWM2MD_LOG(kInfo, "%s: stopping", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  }
   (*server)->Stop();
   server->reset();
   LWM2MD_LOG(kInfo, "lwm2md stopped");
-  return 0;
+  return store_failed.load() ? 1 : 0;
 }
 
 }  // namespace

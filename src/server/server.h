@@ -7,21 +7,32 @@
 #include <memory>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "api/http_server.h"
+#include "lwm2m/endpoint_directory.h"
+#include "lwm2m/event_bus.h"
+#include "lwm2m/registration_service.h"
 #include "metrics/registry.h"
 #include "net/shard.h"
 #include "server/coap_wiring.h"
 #include "server/config.h"
+#include "store/store.h"
 
 namespace lwm2md::server {
 
 class Server {
  public:
-  // Creates store.path, starts the HTTP listener and the shards, registers their metrics,
-  // then logs "listening coap|http ADDRESS:PORT" for each listener and "lwm2md ready: N
-  // shards, backend B". The log level and signals are the caller's business.
-  static absl::StatusOr<std::unique_ptr<Server>> Start(const Config& config);
+  // Called once, from the store's writer thread, when the store fails for good (map full,
+  // disk full, I/O error): the caller should Stop the server and exit non-zero.
+  using FatalHandler = absl::AnyInvocable<void(absl::Status)>;
+
+  // Opens the store under store.path, restores the stored registrations, starts the HTTP
+  // listener and the shards, registers their metrics, then logs "listening coap|http
+  // ADDRESS:PORT" for each listener and "lwm2md ready: N shards, backend B". The log level
+  // and signals are the caller's business.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const Config& config,
+                                                       FatalHandler on_fatal = nullptr);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -36,18 +47,27 @@ class Server {
   const std::vector<net::BoundListener>& coap_listeners() const { return group_->listeners(); }
   metrics::Registry& metrics() { return registry_; }
   net::ShardGroup& shards() { return *group_; }
+  store::Store& store() { return *store_; }
+  lwm2m::EventBus& events() { return events_; }
+  const lwm2m::EndpointDirectory& directory() const { return directory_; }
 
  private:
-  explicit Server(const Config& config)
-      : config_(config), coap_(std::make_unique<CoapWiring>(config_)) {}
+  explicit Server(const Config& config) : config_(config) {}
 
   const Config config_;
   metrics::Registry registry_;
+  lwm2m::EventBus events_;
+  lwm2m::EndpointDirectory directory_;
   // Shared by the shards' handlers, so created before and destroyed after the group.
+  std::unique_ptr<lwm2m::RegistrationHub> registrations_;
   std::unique_ptr<CoapWiring> coap_;
-  // Declared before http_, hence destroyed after it: the metrics callbacks that scrapes
-  // run read the shards' probes.
+  // Declared after the group, hence destroyed before it but after Stop joined the shards:
+  // the writer's last completions post into the (stopped) shards' inboxes, which must still
+  // exist then.
   std::unique_ptr<net::ShardGroup> group_;
+  std::unique_ptr<store::Store> store_;
+  // Declared last, hence destroyed first: the metrics callbacks that scrapes run read the
+  // shards' probes and the store's.
   std::unique_ptr<api::HttpServer> http_;
 };
 

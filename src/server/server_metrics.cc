@@ -1,6 +1,9 @@
 #include "server/server_metrics.h"
 
+#include <string>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
 
 #include "net/net_metrics.h"
 
@@ -55,6 +58,126 @@ void AddNetMetrics(metrics::Registry& registry, net::ShardGroup& group) {
                                   return static_cast<double>((probes[shard]->*counter).Value());
                                 }));
   }
+}
+
+void AddStoreMetrics(metrics::Registry& registry, const store::Store& store) {
+  const store::StoreMetrics* probe = &store.metrics();
+  const store::Store* db = &store;
+  struct StoreFamily {
+    const char* name;
+    const char* help;
+    metrics::Type type;
+    std::function<double()> value;
+  };
+  const StoreFamily families[] = {
+      {"lwm2md_store_commits_total", "LMDB write transactions committed.",
+       metrics::Type::kCounter, [probe] { return double(probe->commits.load()); }},
+      {"lwm2md_store_operations_total", "Puts and deletes committed.", metrics::Type::kCounter,
+       [probe] { return double(probe->operations.load()); }},
+      {"lwm2md_store_batches_total",
+       "Write batches committed (several batches share one commit under load).",
+       metrics::Type::kCounter, [probe] { return double(probe->batches.load()); }},
+      {"lwm2md_store_failed_batches_total", "Write batches refused or failed.",
+       metrics::Type::kCounter, [probe] { return double(probe->failed_batches.load()); }},
+      {"lwm2md_store_syncs_total", "fsyncs of the environment.", metrics::Type::kCounter,
+       [probe] { return double(probe->syncs.load()); }},
+      {"lwm2md_store_queued_bytes", "Bytes of writes waiting for the next commit.",
+       metrics::Type::kGauge, [probe] { return double(probe->queued_bytes.load()); }},
+      {"lwm2md_store_queued_batches", "Write batches waiting for the next commit.",
+       metrics::Type::kGauge, [probe] { return double(probe->queued_batches.load()); }},
+      {"lwm2md_store_used_bytes", "Bytes of the LMDB map in use.", metrics::Type::kGauge,
+       [db] { return double(db->used_bytes()); }},
+      {"lwm2md_store_map_size_bytes", "Size of the LMDB map (store.map_size_mb).",
+       metrics::Type::kGauge, [db] { return double(db->options().map_size_bytes); }},
+      {"lwm2md_store_healthy", "1 while the store accepts writes, 0 after a fatal error.",
+       metrics::Type::kGauge, [db] { return db->health().ok() ? 1.0 : 0.0; }},
+  };
+  for (const StoreFamily& family : families) {
+    registry.AddCallbackFamily({family.name, family.help, family.type,
+                                [value = family.value](metrics::SampleWriter& out) {
+                                  out.Add({}, value());
+                                }});
+  }
+  registry.AddCallbackFamily(
+      {"lwm2md_store_commit_seconds", "Commit latency of one write transaction, fsync included.",
+       metrics::Type::kHistogram, [probe](metrics::SampleWriter& out) {
+         std::vector<metrics::SampleWriter::Bucket> buckets;
+         uint64_t cumulative = 0;
+         for (int i = 0; i < store::StoreMetrics::kCommitBucketCount; ++i) {
+           cumulative += probe->commit_buckets[i].load();
+           buckets.push_back({store::StoreMetrics::kCommitBucketsSeconds[i], cumulative});
+         }
+         cumulative += probe->commit_buckets[store::StoreMetrics::kCommitBucketCount].load();
+         out.AddHistogram({}, buckets, cumulative, probe->commit_nanos_total.load() / 1e9);
+       }});
+}
+
+void AddRegistrationMetrics(metrics::Registry& registry, lwm2m::RegistrationHub& hub,
+                            const lwm2m::EndpointDirectory& directory) {
+  using Metrics = lwm2m::RegistrationMetrics;
+  std::vector<const Metrics*> probes;
+  for (int i = 0; i < hub.shards(); ++i) probes.push_back(&hub.metrics(i));
+  struct Family {
+    const char* name;
+    const char* help;
+    metrics::Type type;
+    net::ShardCounter Metrics::*counter;
+  };
+  constexpr Family kFamilies[] = {
+      {"lwm2md_registrations_registered_total", "Successful Register operations.",
+       metrics::Type::kCounter, &Metrics::registers},
+      {"lwm2md_registrations_updated_total", "Successful Update operations.",
+       metrics::Type::kCounter, &Metrics::updates},
+      {"lwm2md_registrations_deregistered_total", "Successful De-register operations.",
+       metrics::Type::kCounter, &Metrics::deregisters},
+      {"lwm2md_registrations_expired_total", "Registrations whose lifetime ended.",
+       metrics::Type::kCounter, &Metrics::expirations},
+      {"lwm2md_registrations_replaced_total",
+       "Registrations replaced by a new Register under the same endpoint name.",
+       metrics::Type::kCounter, &Metrics::replaced},
+      {"lwm2md_registrations_moved_total",
+       "Registrations moved to this shard because the client's packets now arrive here.",
+       metrics::Type::kCounter, &Metrics::moved_in},
+      {"lwm2md_registrations_missing_total", "Endpoints declared missing.",
+       metrics::Type::kCounter, &Metrics::missing},
+      {"lwm2md_registrations_back_total", "Missing endpoints heard from again.",
+       metrics::Type::kCounter, &Metrics::back},
+      {"lwm2md_registrations_restored_total", "Registrations restored from the store at start.",
+       metrics::Type::kCounter, &Metrics::restored},
+      {"lwm2md_registrations_active", "Registrations owned by the shard.", metrics::Type::kGauge,
+       &Metrics::active},
+  };
+  for (const Family& family : kFamilies) {
+    registry.AddCallbackFamily(metrics::PerShardFamily(
+        family.name, family.help, family.type, hub.shards(),
+        [probes, counter = family.counter](int shard) {
+          return static_cast<double>((probes[shard]->*counter).Value());
+        }));
+  }
+  registry.AddCallbackFamily(
+      {"lwm2md_registrations_rejected_total",
+       "Register, Update and De-register requests refused, by reason.", metrics::Type::kCounter,
+       [probes](metrics::SampleWriter& out) {
+         for (size_t s = 0; s < probes.size(); ++s) {
+           const std::string shard = absl::StrCat(s);
+           for (int r = 0; r < Metrics::kRejectionCount; ++r) {
+             const std::string_view reason =
+                 Metrics::RejectionName(static_cast<Metrics::Rejection>(r));
+             out.Add({{"shard", shard}, {"reason", reason}},
+                     static_cast<double>(probes[s]->rejections[r].Value()));
+           }
+         }
+       }});
+  const lwm2m::EndpointDirectory* dir = &directory;
+  registry.AddCallbackFamily(
+      {"lwm2md_endpoints", "Endpoints in the directory by presence (connected, missing).",
+       metrics::Type::kGauge, [dir](metrics::SampleWriter& out) {
+         const std::array<uint64_t, 3> counts = dir->CountByPresence();
+         for (lwm2m::Presence presence : {lwm2m::Presence::kConnected, lwm2m::Presence::kMissing}) {
+           out.Add({{"presence", lwm2m::PresenceName(presence)}},
+                   static_cast<double>(counts[static_cast<int>(presence)]));
+         }
+       }});
 }
 
 }  // namespace lwm2md::server

@@ -134,10 +134,19 @@ TEST_F(ServerTest, BusyHttpPortFailsStart) {
   ASSERT_TRUE(first.ok()) << first.status();
   Config config = TestConfig();
   config.http.port = (*first)->http_port();
+  config.store.path = (store_ / "other").string();
   absl::StatusOr<std::unique_ptr<Server>> second = Server::Start(config);
   ASSERT_FALSE(second.ok());
   EXPECT_THAT(second.status().message(), HasSubstr("HTTP"));
   EXPECT_THAT(second.status().message(), HasSubstr(std::to_string(config.http.port)));
+}
+
+TEST_F(ServerTest, SecondServerOnTheSameDataDirectoryIsRefused) {
+  absl::StatusOr<std::unique_ptr<Server>> first = Server::Start(TestConfig());
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<std::unique_ptr<Server>> second = Server::Start(TestConfig());
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(second.status().message(), HasSubstr("in use"));
 }
 
 TEST_F(ServerTest, UncreatableStorePathFailsStart) {

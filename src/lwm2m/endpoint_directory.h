@@ -1,0 +1,70 @@
+#pragma once
+// The endpoint directory: endpoint name → the shard that owns its registration, its current
+// address and presence. The only index shared between shards (DESIGN.md "An endpoint
+// directory"); the registration itself lives in its shard.
+//
+// Threads: any. Shards write on Register/Update/De-register/expiry/missing; the API reads.
+// Striped mutexes keep writers on different endpoints from contending.
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "net/peer_address.h"
+
+namespace lwm2md::lwm2m {
+
+// What an operator sees per endpoint (the reference: "Endpoints will show connected if the
+// client is registered to the server").
+enum class Presence : uint8_t {
+  kOffline,    // not registered (never, de-registered, or lifetime expired)
+  kConnected,  // registered and heard from within the missing timeout
+  kMissing,    // registered, but silent for longer than its missing timeout
+};
+std::string_view PresenceName(Presence presence);  // "offline", "connected", "missing"
+
+struct DirectoryEntry {
+  int shard = 0;
+  net::PeerAddress address;
+  std::string location;  // the registration's /rd/<id>
+  Presence presence = Presence::kOffline;
+  absl::Time registered_at;
+  absl::Time last_seen;
+  uint32_t lifetime_seconds = 0;
+  std::string version;
+  std::string binding;
+};
+
+class EndpointDirectory {
+ public:
+  std::optional<DirectoryEntry> Lookup(std::string_view endpoint) const;
+  // Inserts or replaces the entry (a new registration for the same name replaces the old).
+  void Put(std::string_view endpoint, DirectoryEntry entry);
+  // Applies fn to the entry if present; returns whether it was.
+  bool Modify(std::string_view endpoint, const std::function<void(DirectoryEntry&)>& fn);
+  // Removes the entry only if it still names this location, so that a late expiry of an old
+  // registration cannot remove its replacement.
+  bool Remove(std::string_view endpoint, std::string_view location);
+  size_t size() const;
+  // Counts per presence, for metrics.
+  std::array<uint64_t, 3> CountByPresence() const;
+
+ private:
+  static constexpr int kStripes = 32;
+  struct Stripe {
+    mutable absl::Mutex mutex;
+    absl::flat_hash_map<std::string, DirectoryEntry> entries ABSL_GUARDED_BY(mutex);
+  };
+  Stripe& StripeFor(std::string_view endpoint) const;
+
+  mutable std::array<Stripe, kStripes> stripes_;
+};
+
+}  // namespace lwm2md::lwm2m

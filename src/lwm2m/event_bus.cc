@@ -1,0 +1,92 @@
+#include "lwm2m/event_bus.h"
+
+#include <algorithm>
+
+#include "absl/time/clock.h"
+#include "base/check.h"
+
+namespace lwm2md::lwm2m {
+
+bool EventFilter::Matches(const Event& event) const {
+  if (!endpoint.empty() && endpoint != event.endpoint) return false;
+  if (types.empty()) return true;
+  return std::find(types.begin(), types.end(), event.type) != types.end();
+}
+
+EventSubscription::~EventSubscription() { bus_->Unsubscribe(this); }
+
+std::optional<Event> EventSubscription::Next(absl::Duration timeout) {
+  absl::MutexLock lock(&bus_->mutex_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(bus_->mutex_) {
+    return !queue_.empty() || bus_->closed_;
+  };
+  bus_->mutex_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  if (queue_.empty()) return std::nullopt;
+  Event event = std::move(queue_.front());
+  queue_.pop_front();
+  return event;
+}
+
+uint64_t EventSubscription::TakeDropped() {
+  absl::MutexLock lock(&bus_->mutex_);
+  return std::exchange(dropped_, 0);
+}
+
+EventBus::~EventBus() {
+  absl::MutexLock lock(&mutex_);
+  // Subscriptions hold a pointer to the bus; they must be gone first.
+  LWM2MD_CHECK(subscribers_.empty());
+}
+
+void EventBus::Publish(Event event) {
+  if (event.time == absl::Time()) event.time = absl::Now();
+  absl::MutexLock lock(&mutex_);
+  event.sequence = ++sequence_;
+  EventSubscription* last_match = nullptr;
+  for (EventSubscription* subscriber : subscribers_) {
+    if (!subscriber->filter_.Matches(event)) continue;
+    if (last_match != nullptr) {
+      if (last_match->queue_.size() < last_match->capacity_) {
+        last_match->queue_.push_back(event);
+      } else {
+        ++last_match->dropped_;
+      }
+    }
+    last_match = subscriber;
+  }
+  // The last matching subscriber takes the event itself: one copy fewer in the common
+  // single-consumer case.
+  if (last_match != nullptr) {
+    if (last_match->queue_.size() < last_match->capacity_) {
+      last_match->queue_.push_back(std::move(event));
+    } else {
+      ++last_match->dropped_;
+    }
+  }
+}
+
+std::unique_ptr<EventSubscription> EventBus::Subscribe(EventFilter filter, size_t capacity) {
+  std::unique_ptr<EventSubscription> subscription(
+      new EventSubscription(this, std::move(filter), std::max<size_t>(capacity, 1)));
+  absl::MutexLock lock(&mutex_);
+  subscribers_.push_back(subscription.get());
+  return subscription;
+}
+
+void EventBus::Close() {
+  absl::MutexLock lock(&mutex_);
+  closed_ = true;
+}
+
+uint64_t EventBus::published() const {
+  absl::MutexLock lock(&mutex_);
+  return sequence_;
+}
+
+void EventBus::Unsubscribe(EventSubscription* subscription) {
+  absl::MutexLock lock(&mutex_);
+  subscribers_.erase(std::remove(subscribers_.begin(), subscribers_.end(), subscription),
+                     subscribers_.end());
+}
+
+}  // namespace lwm2md::lwm2m

@@ -1,0 +1,101 @@
+#pragma once
+// The in-process event bus: shards publish lwm2m.* events, and every consumer (the SSE
+// stream, later triggers, webhooks and billable counters) subscribes here. One bus, many
+// consumers (DESIGN.md: "events are one bus").
+//
+// Threads: Publish from any thread (shards included): it formats nothing and holds the bus
+// mutex only to append to each matching subscriber's bounded queue, so a slow consumer never
+// slows a shard — its queue overflows and it is told how many events it missed.
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace lwm2md::lwm2m {
+
+// Event types, as the reference names them.
+namespace event_type {
+inline constexpr std::string_view kRegister = "lwm2m.register";
+inline constexpr std::string_view kUpdate = "lwm2m.update";
+inline constexpr std::string_view kDeregister = "lwm2m.deregister";
+inline constexpr std::string_view kMissing = "lwm2m.missing";
+inline constexpr std::string_view kBack = "lwm2m.back";
+inline constexpr std::string_view kBootstrap = "lwm2m.bootstrap";
+inline constexpr std::string_view kData = "lwm2m.data";
+inline constexpr std::string_view kFotaComplete = "lwm2m.fotaComplete";
+inline constexpr std::string_view kAsyncResult = "lwm2m.asyncResult";
+inline constexpr std::string_view kError = "lwm2m.error";
+}  // namespace event_type
+
+struct Event {
+  uint64_t sequence = 0;  // assigned by Publish; increasing, starts at 1
+  std::string type;
+  std::string endpoint;
+  absl::Time time;
+  std::string payload_json;  // the event's payload object, exactly as the reference shows it
+};
+
+struct EventFilter {
+  std::string endpoint;            // empty: every endpoint
+  std::vector<std::string> types;  // empty: every type
+  bool Matches(const Event& event) const;
+};
+
+class EventBus;
+
+// A consumer's queue. Destroying it unsubscribes.
+class EventSubscription {
+ public:
+  ~EventSubscription();
+  EventSubscription(const EventSubscription&) = delete;
+  EventSubscription& operator=(const EventSubscription&) = delete;
+
+  // Waits up to timeout for the next event; nullopt on timeout or once the bus is closing.
+  std::optional<Event> Next(absl::Duration timeout);
+  // Events that did not fit in the queue since the last call (and resets the count).
+  uint64_t TakeDropped();
+
+ private:
+  friend class EventBus;
+  EventSubscription(EventBus* bus, EventFilter filter, size_t capacity)
+      : bus_(bus), filter_(std::move(filter)), capacity_(capacity) {}
+
+  EventBus* const bus_;
+  const EventFilter filter_;
+  const size_t capacity_;
+  // Guarded by bus_->mutex_.
+  std::deque<Event> queue_;
+  uint64_t dropped_ = 0;
+};
+
+class EventBus {
+ public:
+  EventBus() = default;
+  ~EventBus();
+
+  // Stamps sequence (and time when unset) and queues the event for every matching subscriber.
+  void Publish(Event event);
+  std::unique_ptr<EventSubscription> Subscribe(EventFilter filter, size_t capacity = 4096);
+  // Wakes every waiting subscriber (Next returns nullopt) so that streams end on shutdown.
+  void Close();
+
+  uint64_t published() const;
+
+ private:
+  friend class EventSubscription;
+  void Unsubscribe(EventSubscription* subscription);
+
+  mutable absl::Mutex mutex_;
+  std::vector<EventSubscription*> subscribers_ ABSL_GUARDED_BY(mutex_);
+  uint64_t sequence_ ABSL_GUARDED_BY(mutex_) = 0;
+  bool closed_ ABSL_GUARDED_BY(mutex_) = false;
+};
+
+}  // namespace lwm2md::lwm2m

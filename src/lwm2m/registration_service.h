@@ -1,0 +1,186 @@
+#pragma once
+// The registration interface, server side (Core TS 1.1 §6.2, TS 1.0.2 §5.3): Register
+// (POST /rd), Update (POST /rd/{id}) and De-register (DELETE /rd/{id}), lifetimes, the missing
+// timeout, persistence of registrations and their restore at start.
+//
+// One RegistrationService per shard owns the registrations of the clients whose packets land on
+// that shard (CONVENTIONS.md §2). RegistrationHub holds what the shards share: the store, the
+// endpoint directory, the event bus, the admission policy, and each shard's service pointer so
+// that a registration can move to the shard its client's packets now reach (a new NAT port).
+// Cross-shard work always goes through net::Shard::Post.
+//
+// Durability: a registration is committed to the store before the client hears 2.01/2.04, so
+// an acknowledged registration survives kill -9 (with store durability "sync", power loss too).
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "coap/resource_tree.h"
+#include "lwm2m/endpoint_directory.h"
+#include "lwm2m/event_bus.h"
+#include "lwm2m/registration.h"
+#include "net/shard.h"
+#include "net/shard_counter.h"
+#include "store/store.h"
+
+namespace lwm2md::lwm2m {
+
+// Whether an endpoint may register over the transport it used, and with what policy.
+struct Admission {
+  bool allowed = false;
+  std::string reason;  // why not, for the log and the diagnostic payload
+  CredentialsKind credentials = CredentialsKind::kNone;
+  // 0: never declared missing.
+  absl::Duration missing_timeout = absl::ZeroDuration();
+};
+// endpoint, and whether the request came over DTLS (always false until DTLS exists).
+using AdmissionPolicy = std::function<Admission(std::string_view endpoint, bool secure)>;
+
+// Per-shard probe (single writer: the shard; read by the metrics scrape).
+struct RegistrationMetrics {
+  enum class Rejection : uint8_t {
+    kBadRequest,       // malformed parameters or links
+    kVersion,          // unsupported LwM2M version (4.12)
+    kForbidden,        // admission refused
+    kNotFound,         // Update/De-register of an unknown location
+    kStoreError,       // the store refused the write (5.00/5.03)
+  };
+  static constexpr int kRejectionCount = 5;
+  static std::string_view RejectionName(Rejection rejection);
+
+  net::ShardCounter registers;
+  net::ShardCounter updates;
+  net::ShardCounter deregisters;
+  net::ShardCounter expirations;
+  net::ShardCounter replaced;
+  net::ShardCounter moved_in;  // registrations that moved to this shard
+  net::ShardCounter missing;   // transitions to missing
+  net::ShardCounter back;      // transitions back from missing
+  std::array<net::ShardCounter, kRejectionCount> rejections;
+  net::ShardCounter active;    // gauge: registrations owned by this shard
+  net::ShardCounter restored;  // registrations restored at start
+};
+
+class RegistrationService;
+
+class RegistrationHub {
+ public:
+  struct Options {
+    int shards = 1;
+    store::Store* store = nullptr;  // required
+    EndpointDirectory* directory = nullptr;  // required
+    EventBus* events = nullptr;  // required
+    // Default: every endpoint admitted without security, never missing.
+    AdmissionPolicy admission;
+  };
+  explicit RegistrationHub(Options options);
+  RegistrationHub(const RegistrationHub&) = delete;
+  RegistrationHub& operator=(const RegistrationHub&) = delete;
+
+  // Reads every stored registration, drops (and deletes) those whose lifetime ended while the
+  // server was down, and groups the rest by the shard that will own them. Call before the
+  // shards start; each shard's service picks up its group when it is created.
+  absl::Status LoadStored(absl::Time now);
+  size_t stored_count() const { return stored_count_; }
+
+  RegistrationMetrics& metrics(int shard) { return *metrics_[shard]; }
+  int shards() const { return options_.shards; }
+  const Options& options() const { return options_; }
+
+  // The endpoint a location id belongs to, for Update/De-register arriving on a shard that
+  // does not own the registration.
+  std::optional<std::string> EndpointForId(std::string_view id) const;
+
+  // The shard a client's registration is first placed on at restore: stable for an address.
+  int ShardForAddress(const net::PeerAddress& address) const;
+
+ private:
+  friend class RegistrationService;
+  void Attach(int shard_id, net::Shard* shard, RegistrationService* service);
+  void Detach(int shard_id);
+  // Runs fn(service) on shard_id's thread; dropped when that shard's service is gone.
+  void RunOn(int shard_id, absl::AnyInvocable<void(RegistrationService&)> fn);
+  void IndexId(std::string_view id, std::string_view endpoint);
+  void UnindexId(std::string_view id);
+  std::vector<Registration> TakeRestored(int shard_id);
+
+  const Options options_;
+  std::vector<std::unique_ptr<RegistrationMetrics>> metrics_;
+  std::vector<std::atomic<net::Shard*>> shard_ptrs_;
+  std::vector<std::atomic<RegistrationService*>> services_;
+
+  mutable absl::Mutex ids_mutex_;
+  absl::flat_hash_map<std::string, std::string> endpoint_by_id_ ABSL_GUARDED_BY(ids_mutex_);
+
+  absl::Mutex restored_mutex_;
+  std::vector<std::vector<Registration>> restored_ ABSL_GUARDED_BY(restored_mutex_);
+  size_t stored_count_ = 0;
+};
+
+class RegistrationService {
+ public:
+  // On shard's thread: registers /rd on tree and adopts the registrations restored for this
+  // shard. hub must outlive the service.
+  RegistrationService(net::Shard& shard, coap::ResourceTree& tree, RegistrationHub& hub);
+  ~RegistrationService();
+  RegistrationService(const RegistrationService&) = delete;
+  RegistrationService& operator=(const RegistrationService&) = delete;
+
+  size_t size() const { return by_id_.size(); }
+  const Registration* FindByEndpoint(std::string_view endpoint) const;
+
+ private:
+  struct Entry {
+    Registration registration;
+    absl::Duration missing_timeout;
+    bool missing = false;
+    net::TimerWheel::Id expiry_timer = net::TimerWheel::kNoTimer;
+    net::TimerWheel::Id missing_timer = net::TimerWheel::kNoTimer;
+  };
+  enum class RemoveReason : uint8_t { kDeregistered, kExpired, kReplaced, kMoved };
+
+  void OnRequest(coap::Exchange& exchange);
+  void OnRegister(coap::Exchange& exchange);
+  void OnUpdate(coap::Exchange& exchange, std::string_view id);
+  void OnDeregister(coap::Exchange& exchange, std::string_view id);
+
+  // Update and De-register of a location this shard does not hold: fetch the registration
+  // from its owner (it moves here: the client's packets now land on this shard), then go on.
+  void MoveHereThen(std::string_view id, absl::AnyInvocable<void(Entry*)> then);
+  std::optional<Registration> GiveAway(std::string_view id);
+
+  void CommitRegister(Registration registration, Admission admission,
+                      coap::DeferredResponse response);
+  void CommitUpdate(Entry* entry, Registration updated, coap::DeferredResponse response);
+
+  Entry* Install(Registration registration, absl::Duration missing_timeout);
+  void Remove(Entry* entry, RemoveReason reason);
+  void ScheduleTimers(Entry* entry);
+  void OnExpired(const std::string& id);
+  void OnMissing(const std::string& id);
+  void Publish(std::string_view type, const Registration& registration, std::string payload);
+  void PublishDeregister(const Registration& registration, std::string_view reason);
+  std::string NewId();
+  absl::Time WallNow() const;
+  net::TimePoint Deadline(absl::Time at) const;
+
+  net::Shard& shard_;
+  RegistrationHub& hub_;
+  RegistrationMetrics& metrics_;
+  const int shard_id_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Entry>> by_id_;
+  absl::flat_hash_map<std::string, Entry*> by_endpoint_;
+  absl::BitGen random_;
+};
+
+}  // namespace lwm2md::lwm2m

@@ -1,0 +1,349 @@
+// The registration interface end to end: a real server on loopback (2 shards, a store in a
+// scratch directory) and a CoAP client socket speaking Register/Update/De-register to it.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "coap/message.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lwm2m/event_bus.h"
+#include "server/config.h"
+#include "server/server.h"
+#include "store/store.h"
+
+namespace lwm2md::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Reply {
+  uint8_t code = 0;
+  std::vector<std::string> location;
+  std::string payload;
+};
+
+// A CoAP client on its own UDP socket (its own source port, hence possibly its own shard).
+class Client {
+ public:
+  explicit Client(uint16_t server_port) : port_(server_port) {
+    fd_ = socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local));
+    socklen_t length = sizeof(local);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &length);
+    local_port_ = ntohs(local.sin_port);
+  }
+  ~Client() { close(fd_); }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(local_port_); }
+
+  // Sends a CON request and waits for its response (piggybacked or separate).
+  std::optional<Reply> Request(uint8_t method, const std::string& path,
+                               const std::vector<std::string>& queries,
+                               const std::string& payload = "",
+                               std::optional<uint16_t> format = std::nullopt) {
+    const uint16_t mid = ++mid_;
+    const uint8_t token[2] = {static_cast<uint8_t>(mid >> 8), static_cast<uint8_t>(mid)};
+    uint8_t buffer[2048];
+    coap::MessageBuilder builder(buffer);
+    builder.Header(coap::Type::kConfirmable, method, mid, token).UriPath(path);
+    if (format) builder.UintOption(coap::option::kContentFormat, *format);
+    for (const std::string& query : queries) builder.Option(coap::option::kUriQuery, query);
+    if (!payload.empty()) builder.Payload(payload);
+    std::span<const uint8_t> bytes = builder.Finish();
+    if (bytes.empty()) return std::nullopt;
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port_);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sendto(fd_, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      uint8_t in[2048];
+      ssize_t n = recv(fd_, in, sizeof(in), 0);
+      if (n <= 0) continue;
+      coap::MessageView m;
+      if (coap::MessageView::Parse(std::span<const uint8_t>(in, static_cast<size_t>(n)), &m) !=
+          coap::ParseError::kOk) {
+        continue;
+      }
+      if (m.IsEmpty()) continue;  // the empty ACK before a separate response
+      if (m.type() == coap::Type::kConfirmable) {
+        uint8_t ack[4];
+        std::span<const uint8_t> a = coap::BuildEmpty(coap::Type::kAcknowledgement, m.message_id(), ack);
+        sendto(fd_, a.data(), a.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to));
+      }
+      if (m.token().size() != 2 || m.token()[0] != token[0] || m.token()[1] != token[1]) continue;
+      Reply reply;
+      reply.code = m.code();
+      for (const coap::OptionView& o : m.options()) {
+        if (o.number == coap::option::kLocationPath) reply.location.emplace_back(o.AsString());
+      }
+      reply.payload.assign(reinterpret_cast<const char*>(m.payload().data()), m.payload().size());
+      return reply;
+    }
+    return std::nullopt;
+  }
+
+  std::optional<Reply> Register(const std::vector<std::string>& queries,
+                                const std::string& links = "</1/0>,</3/0>") {
+    return Request(coap::code::kPost, "rd", queries, links, coap::content_format::kLinkFormat);
+  }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_;
+  uint16_t local_port_ = 0;
+  uint16_t mid_ = 0x1000;
+};
+
+class RegistrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           ("registration_test_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override {
+    StopServer();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void StartServer() {
+    absl::StatusOr<Config> config = ParseConfig(
+        "", "test",
+        {"shards=2", "coap.port=0", "http.port=0", "coap.listen=[\"127.0.0.1\"]",
+         "net.pin_threads=false", "store.path=" + (dir_ / "data").string(),
+         "lwm2m.objects_dir=" + std::string(LWM2MD_SOURCE_DIR) + "/config/objects"});
+    ASSERT_TRUE(config.ok()) << config.status();
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(*config);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    events_ = server_->events().Subscribe({});
+  }
+  void StopServer() {
+    events_.reset();
+    server_.reset();
+  }
+
+  uint16_t port() const { return server_->coap_listeners()[0].local.port(); }
+
+  // The next event of one of the given types within a few seconds.
+  std::optional<lwm2m::Event> NextEvent(std::string_view type, absl::Duration wait = absl::Seconds(5)) {
+    const absl::Time deadline = absl::Now() + wait;
+    while (absl::Now() < deadline) {
+      std::optional<lwm2m::Event> event = events_->Next(deadline - absl::Now());
+      if (event && event->type == type) return event;
+    }
+    return std::nullopt;
+  }
+
+  uint64_t StoredRegistrations() {
+    absl::StatusOr<uint64_t> count = server_->store().Count(store::Table::kRegistrations);
+    EXPECT_TRUE(count.ok());
+    return count.ok() ? *count : 0;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<lwm2m::EventSubscription> events_;
+};
+
+TEST_F(RegistrationTest, RegisterUpdateDeregisterWithEventsExactlyAsTheReference) {
+  StartServer();
+  Client client(port());
+  std::optional<Reply> created =
+      client.Register({"ep=dev-1", "lt=60", "lwm2m=1.1", "b=U"},
+                      "</>;rt=\"oma.lwm2m\";ct=11543,</1/0>,</2>,</3/0>,</5/0>,</6/0>");
+  ASSERT_TRUE(created.has_value());
+  EXPECT_EQ(created->code, coap::code::kCreated);
+  ASSERT_EQ(created->location.size(), 2u);
+  EXPECT_EQ(created->location[0], "rd");
+
+  std::optional<lwm2m::Event> registered = NextEvent(lwm2m::event_type::kRegister);
+  ASSERT_TRUE(registered.has_value());
+  EXPECT_EQ(registered->endpoint, "dev-1");
+  EXPECT_EQ(registered->payload_json,
+            "{\"binding\":\"U\",\"credentials\":\"none\",\"remoteAddr\":\"" + client.address() +
+                "\",\"version\":\"1.1\",\"discovery\":{\"children\":{"
+                "\"1\":{\"children\":{\"0\":{}}},\"2\":{},\"3\":{\"children\":{\"0\":{}}},"
+                "\"5\":{\"children\":{\"0\":{}}},\"6\":{\"children\":{\"0\":{}}}}}}");
+  std::optional<lwm2m::DirectoryEntry> entry = server_->directory().Lookup("dev-1");
+  ASSERT_TRUE(entry.has_value());
+  EXPECT_EQ(entry->presence, lwm2m::Presence::kConnected);
+  EXPECT_EQ(entry->location, "/rd/" + created->location[1]);
+  EXPECT_EQ(StoredRegistrations(), 1u);
+
+  const std::string location = "rd/" + created->location[1];
+  std::optional<Reply> updated = client.Request(coap::code::kPost, location, {"lt=120", "Q"});
+  ASSERT_TRUE(updated.has_value());
+  EXPECT_EQ(updated->code, coap::code::kChanged);
+  std::optional<lwm2m::Event> update_event = NextEvent(lwm2m::event_type::kUpdate);
+  ASSERT_TRUE(update_event.has_value());
+  EXPECT_THAT(update_event->payload_json, HasSubstr("\"binding\":\"UQ\""));
+  EXPECT_EQ(server_->directory().Lookup("dev-1")->lifetime_seconds, 120u);
+
+  std::optional<Reply> deleted = client.Request(coap::code::kDelete, location, {});
+  ASSERT_TRUE(deleted.has_value());
+  EXPECT_EQ(deleted->code, coap::code::kDeleted);
+  std::optional<lwm2m::Event> gone = NextEvent(lwm2m::event_type::kDeregister);
+  ASSERT_TRUE(gone.has_value());
+  EXPECT_THAT(gone->payload_json, HasSubstr("\"reason\":\"deregistered\""));
+  EXPECT_FALSE(server_->directory().Lookup("dev-1").has_value());
+  EXPECT_EQ(StoredRegistrations(), 0u);
+
+  std::optional<Reply> stale = client.Request(coap::code::kPost, location, {});
+  ASSERT_TRUE(stale.has_value());
+  EXPECT_EQ(stale->code, coap::code::kNotFound);
+}
+
+TEST_F(RegistrationTest, BadRegistrationsAreRefusedAndStoreNothing) {
+  StartServer();
+  Client client(port());
+  struct Case {
+    std::vector<std::string> queries;
+    std::string links;
+    uint8_t code;
+  };
+  const Case cases[] = {
+      {{"lt=60"}, "</1/0>", coap::code::kBadRequest},                      // no ep
+      {{"ep=x", "lt=abc"}, "</1/0>", coap::code::kBadRequest},             // bad lt
+      {{"ep=x", "lt=-5"}, "</1/0>", coap::code::kBadRequest},              // negative lt
+      {{"ep=x"}, "</1/0>,<bad", coap::code::kBadRequest},                  // malformed links
+      {{"ep=x"}, "", coap::code::kBadRequest},                             // no payload
+      {{"ep=x", "lwm2m=one"}, "</1/0>", coap::code::kBadRequest},          // bad version
+      {{"ep=x", "lwm2m=1.2"}, "</1/0>", coap::code::kPreconditionFailed},  // newer version
+      {{"ep=x", "b=Z"}, "</1/0>", coap::code::kBadRequest},                // bad binding
+  };
+  for (const Case& c : cases) {
+    std::optional<Reply> reply = client.Register(c.queries, c.links);
+    ASSERT_TRUE(reply.has_value());
+    EXPECT_EQ(reply->code, c.code) << c.queries[0] << " " << c.links;
+    EXPECT_FALSE(reply->payload.empty()) << "a diagnostic payload says why";
+  }
+  std::optional<Reply> json = client.Request(coap::code::kPost, "rd", {"ep=x"}, "{}",
+                                             coap::content_format::kSenmlJson);
+  ASSERT_TRUE(json.has_value());
+  EXPECT_EQ(json->code, coap::code::kUnsupportedContentFormat);
+  EXPECT_EQ(StoredRegistrations(), 0u);
+  EXPECT_FALSE(server_->directory().Lookup("x").has_value());
+  EXPECT_FALSE(NextEvent(lwm2m::event_type::kRegister, absl::Milliseconds(200)).has_value());
+}
+
+TEST_F(RegistrationTest, NewerVersionFallsBackAndRegisters) {
+  StartServer();
+  Client client(port());
+  std::optional<Reply> refused = client.Register({"ep=fallback", "lwm2m=1.2"});
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->code, coap::code::kPreconditionFailed);
+  std::optional<Reply> accepted = client.Register({"ep=fallback", "lwm2m=1.1"});
+  ASSERT_TRUE(accepted.has_value());
+  EXPECT_EQ(accepted->code, coap::code::kCreated);
+  std::optional<Reply> v10 = client.Register({"ep=old", "lwm2m=1.0", "b=UQ"});
+  ASSERT_TRUE(v10.has_value());
+  EXPECT_EQ(v10->code, coap::code::kCreated);
+  EXPECT_EQ(server_->directory().Lookup("old")->binding, "UQ");
+}
+
+TEST_F(RegistrationTest, RegistrationsSurviveARestart) {
+  StartServer();
+  std::vector<std::unique_ptr<Client>> clients;
+  std::vector<std::string> locations;
+  for (int i = 0; i < 20; ++i) {
+    clients.push_back(std::make_unique<Client>(port()));
+    std::optional<Reply> reply =
+        clients.back()->Register({"ep=persist-" + std::to_string(i), "lt=300"});
+    ASSERT_TRUE(reply.has_value());
+    ASSERT_EQ(reply->code, coap::code::kCreated);
+    locations.push_back("rd/" + reply->location[1]);
+  }
+  // The clients keep their sockets (their addresses) across the restart, like devices.
+  StopServer();
+  StartServer();
+  for (int i = 0; i < 20; ++i) {
+    std::optional<lwm2m::DirectoryEntry> entry =
+        server_->directory().Lookup("persist-" + std::to_string(i));
+    ASSERT_TRUE(entry.has_value()) << i;
+    EXPECT_EQ(entry->address.ToString(), clients[i]->address());
+  }
+  // The server's port changed with the restart (port 0); the clients Update their existing
+  // registrations there without registering again.
+  for (int i = 0; i < 20; ++i) {
+    Client client(port());
+    std::optional<Reply> reply = client.Request(coap::code::kPost, locations[i], {});
+    ASSERT_TRUE(reply.has_value());
+    EXPECT_EQ(reply->code, coap::code::kChanged) << locations[i];
+  }
+  EXPECT_EQ(StoredRegistrations(), 20u);
+}
+
+TEST_F(RegistrationTest, LifetimeExpiryDeregisters) {
+  StartServer();
+  Client client(port());
+  std::optional<Reply> reply = client.Register({"ep=short", "lt=1"});
+  ASSERT_TRUE(reply.has_value());
+  ASSERT_EQ(reply->code, coap::code::kCreated);
+  std::optional<lwm2m::Event> expired =
+      NextEvent(lwm2m::event_type::kDeregister, absl::Seconds(5));
+  ASSERT_TRUE(expired.has_value());
+  EXPECT_THAT(expired->payload_json, HasSubstr("\"reason\":\"expired\""));
+  EXPECT_FALSE(server_->directory().Lookup("short").has_value());
+  // The delete is asynchronous; it lands within a commit.
+  for (int i = 0; i < 50 && StoredRegistrations() != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(StoredRegistrations(), 0u);
+}
+
+TEST_F(RegistrationTest, SecondRegisterReplacesTheFirstAndUpdatesFollowTheClient) {
+  StartServer();
+  // Many clients, so that some land on each of the two shards.
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 8; ++i) clients.push_back(std::make_unique<Client>(port()));
+  std::optional<Reply> first = clients[0]->Register({"ep=same"});
+  ASSERT_TRUE(first.has_value());
+  std::string location = "rd/" + first->location[1];
+  for (int i = 1; i < 8; ++i) {
+    std::optional<Reply> again = clients[i]->Register({"ep=same"});
+    ASSERT_TRUE(again.has_value());
+    ASSERT_EQ(again->code, coap::code::kCreated);
+    // The replaced location is gone; the new one answers.
+    std::optional<Reply> old = clients[i]->Request(coap::code::kPost, location, {});
+    ASSERT_TRUE(old.has_value());
+    EXPECT_EQ(old->code, coap::code::kNotFound);
+    location = "rd/" + again->location[1];
+    EXPECT_EQ(server_->directory().Lookup("same")->address.ToString(), clients[i]->address());
+  }
+  EXPECT_EQ(StoredRegistrations(), 1u);
+  // An Update from another address (a NAT rebinding) moves the registration to the client's
+  // new address, on whichever shard it now lands.
+  for (int i = 0; i < 8; ++i) {
+    std::optional<Reply> moved = clients[i]->Request(coap::code::kPost, location, {});
+    ASSERT_TRUE(moved.has_value());
+    EXPECT_EQ(moved->code, coap::code::kChanged);
+    EXPECT_EQ(server_->directory().Lookup("same")->address.ToString(), clients[i]->address());
+    std::optional<lwm2m::Event> update = NextEvent(lwm2m::event_type::kUpdate);
+    ASSERT_TRUE(update.has_value());
+    EXPECT_THAT(update->payload_json, HasSubstr(clients[i]->address()));
+  }
+}
+
+}  // namespace
+}  // namespace lwm2md::server
