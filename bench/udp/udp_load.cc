@@ -5,7 +5,11 @@
 //
 //   udp_load --target 127.0.0.1:5683 [--mode coap|echo] [--window 64] [--sockets 4]
 //            [--duration 10] [--warmup 1] [--timeout-ms 200] [--max-requests 0]
-//            [--path .well-known/core] [--cpu N]
+//            [--path .well-known/core] [--request get|register] [--cpu N]
+//
+// --request register sends LwM2M Register operations (POST /rd?ep=…&lt=86400 with an object
+// list), each under a new endpoint name, and counts 2.01 as the good answer. In echo mode the
+// datagram has the same size, so the baseline moves the same bytes.
 //
 // Last line: rps=… p50_us=… p99_us=… sent=… received=… lost=…
 
@@ -30,6 +34,7 @@ namespace lwm2md::bench {
 namespace {
 
 enum class Mode { kCoap, kEcho };
+enum class RequestKind { kGet, kRegister };
 
 struct Options {
   SocketAddress target;
@@ -41,6 +46,7 @@ struct Options {
   int timeout_ms = 200;
   int64_t max_requests = 0;  // 0: bounded by duration only
   std::string path = ".well-known/core";
+  RequestKind request = RequestKind::kGet;
   int cpu = -1;
 };
 
@@ -225,16 +231,38 @@ class LoadClient {
   static constexpr size_t kTokenOffset = 4;
   static constexpr size_t kTokenLength = 4;
 
+  // The endpoint name's placeholder in a Register request: hex digits rewritten per request.
+  static constexpr std::string_view kEndpointPlaceholder = "ep=bench-0000000000";
+  static constexpr size_t kEndpointDigits = 10;
+
   bool BuildRequestTemplate() {
     const uint8_t token[kTokenLength] = {};
     coap::MessageBuilder builder(request_template_);
-    builder.Header(coap::Type::kConfirmable, coap::code::kGet, 0, token).UriPath(options_.path);
+    if (options_.request == RequestKind::kRegister) {
+      // A typical small device: Server, Device, Connectivity Monitoring, Firmware Update.
+      builder.Header(coap::Type::kConfirmable, coap::code::kPost, 0, token)
+          .UriPath("rd")
+          .UintOption(coap::option::kContentFormat, coap::content_format::kLinkFormat)
+          .Option(coap::option::kUriQuery, kEndpointPlaceholder)
+          .Option(coap::option::kUriQuery, std::string_view("lt=86400"))
+          .Option(coap::option::kUriQuery, std::string_view("lwm2m=1.1"))
+          .Option(coap::option::kUriQuery, std::string_view("b=U"))
+          .Payload(std::string_view("</>;rt=\"oma.lwm2m\";ct=11543,</1/0>,</3/0>,</4/0>,</5/0>"));
+    } else {
+      builder.Header(coap::Type::kConfirmable, coap::code::kGet, 0, token).UriPath(options_.path);
+    }
     std::span<const uint8_t> encoded = builder.Finish();
     if (encoded.empty()) {
       std::fprintf(stderr, "--path '%s' does not fit in a request\n", options_.path.c_str());
       return false;
     }
     request_size_ = encoded.size();
+    if (options_.request == RequestKind::kRegister) {
+      std::string_view bytes(reinterpret_cast<const char*>(request_template_.data()),
+                             request_size_);
+      endpoint_offset_ = bytes.find(kEndpointPlaceholder) + kEndpointPlaceholder.size() -
+                         kEndpointDigits;
+    }
     if (options_.mode == Mode::kEcho) {
       // Same size as the CoAP request, but no CoAP: zeros around the identifiers.
       std::fill(request_template_.begin(), request_template_.end(), 0);
@@ -261,6 +289,9 @@ class LoadClient {
           std::span<uint8_t> out = state.socket->NextSendBuffer();
           std::memcpy(out.data(), request_template_.data(), request_size_);
           WriteIds(out.data(), state.ready[k], slot);
+          if (options_.request == RequestKind::kRegister && options_.mode == Mode::kCoap) {
+            WriteEndpoint(out.data() + endpoint_offset_, next_endpoint_++);
+          }
           state.socket->CommitSend(request_size_, nullptr);
         }
         const int64_t sent_at = NowNs();
@@ -296,6 +327,11 @@ class LoadClient {
     out[kTokenOffset + 1] = static_cast<uint8_t>(slot_index);
     out[kTokenOffset + 2] = static_cast<uint8_t>(slot.generation >> 8);
     out[kTokenOffset + 3] = static_cast<uint8_t>(slot.generation);
+  }
+
+  static void WriteEndpoint(uint8_t* digits, uint64_t n) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (size_t i = kEndpointDigits; i-- > 0; n >>= 4) digits[i] = kHex[n & 0xF];
   }
 
   void ReceiveAll(uint32_t socket_index) {
@@ -389,6 +425,8 @@ class LoadClient {
   std::vector<epoll_event> events_;
   std::array<uint8_t, kMaxDatagram> request_template_{};
   size_t request_size_ = 0;
+  size_t endpoint_offset_ = 0;
+  uint64_t next_endpoint_ = 0;
   int epoll_fd_ = -1;
   bool measuring_ = false;
   int64_t measured_in_flight_ = 0;
@@ -401,13 +439,14 @@ void Usage() {
   std::fprintf(stderr,
                "usage: udp_load --target 127.0.0.1:PORT [--mode coap|echo] [--window 64]\n"
                "                [--sockets 4] [--duration 10] [--warmup 1] [--timeout-ms 200]\n"
-               "                [--max-requests 0] [--path .well-known/core] [--cpu N]\n");
+               "                [--max-requests 0] [--path .well-known/core]\n"
+               "                [--request get|register] [--cpu N]\n");
 }
 
 bool ParseOptions(int argc, char** argv, Options* options) {
   Flags flags;
   if (!flags.Parse(argc, argv)) return false;
-  std::string target, mode = "coap";
+  std::string target, mode = "coap", request = "get";
   int64_t window = options->window, sockets = options->sockets, timeout_ms = options->timeout_ms;
   int64_t cpu = options->cpu;
   // The bounds keep one run finite (at most an hour), the window within what the token's
@@ -419,7 +458,8 @@ bool ParseOptions(int argc, char** argv, Options* options) {
       !flags.GetDouble("warmup", 0, 600, &options->warmup_s) ||
       !flags.GetInt("timeout-ms", 1, 2000, &timeout_ms) ||
       !flags.GetInt("max-requests", 0, int64_t{1} << 40, &options->max_requests) ||
-      !flags.GetString("path", &options->path) || !flags.GetInt("cpu", -1, 4095, &cpu) ||
+      !flags.GetString("path", &options->path) || !flags.GetString("request", &request) ||
+      !flags.GetInt("cpu", -1, 4095, &cpu) ||
       !flags.CheckAllUsed()) {
     return false;
   }
@@ -445,6 +485,14 @@ bool ParseOptions(int argc, char** argv, Options* options) {
     options->mode = Mode::kEcho;
   } else {
     std::fprintf(stderr, "--mode: want coap or echo, got '%s'\n", mode.c_str());
+    return false;
+  }
+  if (request == "get") {
+    options->request = RequestKind::kGet;
+  } else if (request == "register") {
+    options->request = RequestKind::kRegister;
+  } else {
+    std::fprintf(stderr, "--request: want get or register, got '%s'\n", request.c_str());
     return false;
   }
   options->window = static_cast<int>(window);

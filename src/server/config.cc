@@ -56,6 +56,7 @@ constexpr absl::string_view kKnownKeys[] = {
     "store.async_flush_ms",
     "store.max_batch_operations",
     "lwm2m.objects_dir",
+    "lwm2m.allow_unknown_endpoints",
 };
 
 bool IsKnownKey(absl::string_view key) {
@@ -417,6 +418,7 @@ Config ReadConfig(Reader& reader) {
   reader.ReadInteger("store.max_batch_operations", 1, 1 << 20,
                      &config.store.max_batch_operations);
   reader.ReadString("lwm2m.objects_dir", &config.lwm2m.objects_dir, RequireNonEmpty);
+  reader.ReadBool("lwm2m.allow_unknown_endpoints", &config.lwm2m.allow_unknown_endpoints);
   return config;
 }
 
