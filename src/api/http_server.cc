@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -62,6 +63,15 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
 
   if (services.metrics != nullptr) AddMetricsRoutes(server, *services.metrics);
   AddHealthRoutes(server, http->ready_);
+  if (services.objects != nullptr) AddObjectRoutes(server, *services.objects);
+  if (services.endpoints != nullptr) {
+    AddEndpointRoutes(server, *services.endpoints, services.directory);
+    AddSettingsRoutes(server, *services.endpoints);
+  }
+  if (services.events != nullptr) {
+    AddEventRoutes(server, *services.events, http->stopping_, http->open_event_streams_,
+                   {.max_streams = std::max(1, workers - 4)});
+  }
 
   int port = options.port;
   if (port == 0) {
@@ -102,6 +112,14 @@ std::string HttpServer::ListenAddress() const {
 void HttpServer::Stop() {
   ready_.store(false);
   if (!thread_.joinable()) return;
+  // Event streams never end by themselves. httplib's stop would cut them off mid-stream, so
+  // first let them send their last chunk (a clean end for the client; within one poll
+  // interval), bounded in case one is stuck writing to a client that does not read.
+  stopping_.store(true);
+  const absl::Time deadline = absl::Now() + absl::Seconds(1);
+  while (open_event_streams_.load() > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   server_->stop();
   thread_.join();
 }

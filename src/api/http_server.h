@@ -79,6 +79,7 @@ class HttpServer {
   // Set by Stop before the listener stops: open event streams end on it, since httplib's
   // stop waits for every handler, and a stream's handler would otherwise never return.
   std::atomic<bool> stopping_{false};
+  std::atomic<int> open_event_streams_{0};
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
 };

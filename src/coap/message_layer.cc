@@ -362,6 +362,19 @@ MessageLayer::MessageLayer(net::ShardIo& io, const Config& config, CoapMetrics& 
   LWM2MD_CHECK(config_.Validate().ok());
 }
 
+absl::Status MessageLayer::SetTransmissionParameters(uint32_t ack_timeout_ms,
+                                                     double ack_random_factor,
+                                                     uint32_t max_retransmit) {
+  Config next = config_;
+  next.ack_timeout_ms = ack_timeout_ms;
+  next.ack_random_factor = ack_random_factor;
+  next.max_retransmit = max_retransmit;
+  next.separate_ack_delay_ms = std::min(Config().separate_ack_delay_ms, ack_timeout_ms / 2);
+  if (absl::Status status = next.Validate(); !status.ok()) return status;
+  config_ = next;
+  return absl::OkStatus();
+}
+
 MessageLayer::~MessageLayer() {
   LWM2MD_DCHECK_ON_SHARD();
   // Timer callbacks point at this object: none may outlive it.

@@ -214,6 +214,12 @@ class MessageLayer final : public net::DatagramHandler {
   bool Cancel(Token token);
 
   const Config& config() const { return config_; }
+  // Replaces the RFC 7252 §4.8 transmission parameters (the service's CoAP timeouts, changed
+  // through the API) for transmissions started from now on; the separate-response ACK delay
+  // follows, kept below half the ACK timeout. Fails, changing nothing, when the result would
+  // not pass Config::Validate.
+  absl::Status SetTransmissionParameters(uint32_t ack_timeout_ms, double ack_random_factor,
+                                         uint32_t max_retransmit);
   size_t outstanding_requests() const { return requests_.size(); }
   size_t dedup_entries() const { return dedup_.size(); }
   size_t block1_transfers() const { return block1_.size(); }
@@ -348,7 +354,7 @@ class MessageLayer final : public net::DatagramHandler {
   void EraseBlock1(absl::flat_hash_map<TransferKey, std::unique_ptr<Block1Transfer>>::iterator it);
 
   net::ShardIo& io_;
-  const Config config_;
+  Config config_;  // const but for the transmission parameters
   CoapMetrics& metrics_;
   RequestHandler& handler_;
   const std::thread::id owner_thread_;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "base/check.h"
+#include "base/log.h"
 #include "coap/coap_metrics.h"
 #include "coap/message_layer.h"
 #include "coap/resource_tree.h"
@@ -29,6 +30,7 @@ class ShardCoap final : public net::DatagramHandler {
   }
 
   void OnDatagram(const net::ReceivedDatagram& datagram) override { layer_.OnDatagram(datagram); }
+  coap::MessageLayer& layer() { return layer_; }
 
  private:
   coap::ResourceTree tree_;
@@ -52,8 +54,8 @@ coap::Config ToCoapConfig(const Config& config) {
   return c;
 }
 
-CoapWiring::CoapWiring(const Config& config, lwm2m::RegistrationHub* registrations)
-    : coap_config_(ToCoapConfig(config)),
+CoapWiring::CoapWiring(const coap::Config& coap, lwm2m::RegistrationHub* registrations)
+    : coap_config_(coap),
       diagnostic_(std::make_shared<coap::DiagnosticBody>()),
       registrations_(registrations) {}
 
@@ -67,6 +69,25 @@ std::unique_ptr<net::DatagramHandler> CoapWiring::MakeHandler(net::Shard& shard)
     probe = probes_[id].get();
   }
   return std::make_unique<ShardCoap>(coap_config_, shard, *probe, diagnostic_, registrations_);
+}
+
+void CoapWiring::ApplyTransmissionParameters(net::ShardGroup& group, uint32_t ack_timeout_ms,
+                                             double ack_random_factor,
+                                             uint32_t max_retransmit) {
+  for (int i = 0; i < group.size(); ++i) {
+    net::Shard* shard = &group.shard(i);
+    shard->Post([shard, ack_timeout_ms, ack_random_factor, max_retransmit] {
+      // Every handler of the group is a ShardCoap (MakeHandler); absent once stopping.
+      auto* coap = static_cast<ShardCoap*>(shard->handler());
+      if (coap == nullptr) return;
+      absl::Status status = coap->layer().SetTransmissionParameters(
+          ack_timeout_ms, ack_random_factor, max_retransmit);
+      if (!status.ok()) {
+        LWM2MD_LOG(kError, "shard %d: CoAP timeouts not applied: %s", shard->shard_id(),
+                   status.message());
+      }
+    });
+  }
 }
 
 void CoapWiring::AddMetrics(metrics::Registry& registry, net::ShardGroup& group) {

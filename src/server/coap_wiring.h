@@ -25,8 +25,10 @@ coap::Config ToCoapConfig(const Config& config);
 // What the shards' CoAP handlers share; created before the shard group and outliving it.
 class CoapWiring {
  public:
-  // registrations (may be null: plain CoAP without /rd, for tests) must outlive the handlers.
-  CoapWiring(const Config& config, lwm2m::RegistrationHub* registrations);
+  // coap: the CoAP configuration of every shard (ToCoapConfig, with the service settings'
+  // transmission parameters). registrations (may be null: plain CoAP without /rd, for tests)
+  // must outlive the handlers.
+  CoapWiring(const coap::Config& coap, lwm2m::RegistrationHub* registrations);
 
   // One shard's handler: its probe, resource tree and message layer. Called by
   // net::ShardGroup on that shard's thread.
@@ -36,6 +38,11 @@ class CoapWiring {
   // (every handler exists) and before the server reports ready; the group outlives every
   // scrape.
   void AddMetrics(metrics::Registry& registry, net::ShardGroup& group);
+
+  // Posts new RFC 7252 §4.8 transmission parameters to every shard's message layer (the
+  // service settings changed). Any thread.
+  static void ApplyTransmissionParameters(net::ShardGroup& group, uint32_t ack_timeout_ms,
+                                          double ack_random_factor, uint32_t max_retransmit);
 
  private:
   const coap::Config coap_config_;

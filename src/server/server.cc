@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <system_error>
 
@@ -8,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "base/log.h"
+#include "lwm2m/builtin_objects.h"
 #include "metrics/process_metrics.h"
 #include "server/coap_wiring.h"
 #include "server/server_metrics.h"
@@ -22,6 +24,70 @@ store::Options ToStoreOptions(const Config& config) {
   options.async_flush_interval = absl::Milliseconds(config.store.async_flush_ms);
   options.max_batch_operations = config.store.max_batch_operations;
   return options;
+}
+
+// Whether an endpoint may register over plain CoAP: a configured endpoint only when its
+// security mode is "none"; an unknown one when the service setting or the configuration
+// (lwm2m.allow_unknown_endpoints) allows it. A store error refuses: no admission on
+// guesswork.
+lwm2m::AdmissionPolicy MakeAdmissionPolicy(const lwm2m::EndpointConfigStore* endpoints,
+                                          bool config_allows_unknown) {
+  return [endpoints, config_allows_unknown](std::string_view name, bool secure) {
+    lwm2m::Admission admission;
+    const lwm2m::ServiceSettings settings = endpoints->settings();
+    absl::StatusOr<std::optional<lwm2m::EndpointConfig>> config = endpoints->Get(name);
+    if (!config.ok()) {
+      admission.reason = "endpoint configuration unavailable";
+      LWM2MD_LOG(kError, "admission of \"%s\": %s", name, config.status().message());
+      return admission;
+    }
+    const lwm2m::EndpointConfig* endpoint = config->has_value() ? &**config : nullptr;
+    admission.missing_timeout = absl::Seconds(
+        lwm2m::EffectiveMissingTimeoutSeconds(endpoint, settings));
+    if (endpoint == nullptr) {
+      admission.allowed = config_allows_unknown || settings.allow_unknown_endpoints;
+      if (!admission.allowed) admission.reason = "unknown endpoint";
+      admission.credentials = lwm2m::CredentialsKind::kNone;
+      return admission;
+    }
+    if (!secure && endpoint->security_mode != lwm2m::SecurityMode::kNone) {
+      admission.reason = "endpoint requires DTLS";
+      return admission;
+    }
+    admission.allowed = true;
+    admission.credentials =
+        secure ? lwm2m::CredentialsKind::kPrimary : lwm2m::CredentialsKind::kNone;
+    return admission;
+  };
+}
+
+// The service settings own the CoAP timeouts once stored; the [coap] keys seed them on the
+// first start of a data directory.
+absl::Status SeedOrReportSettings(const Config& config, bool first_start,
+                                  lwm2m::EndpointConfigStore& endpoints) {
+  lwm2m::ServiceSettings settings = endpoints.settings();
+  if (first_start) {
+    settings.coap_ack_timeout_ms = config.coap.ack_timeout_ms;
+    settings.coap_ack_random_factor = config.coap.ack_random_factor;
+    settings.coap_max_retransmit = config.coap.max_retransmit;
+    if (absl::Status valid = lwm2m::ValidateSettings(settings); !valid.ok()) {
+      LWM2MD_LOG(kWarning, "[coap] timeouts not taken as service settings (%s); defaults apply",
+                 valid.message());
+      return absl::OkStatus();
+    }
+    return endpoints.UpdateSettings(settings);
+  }
+  if (settings.coap_ack_timeout_ms != config.coap.ack_timeout_ms ||
+      settings.coap_ack_random_factor != config.coap.ack_random_factor ||
+      settings.coap_max_retransmit != config.coap.max_retransmit) {
+    LWM2MD_LOG(kInfo,
+               "CoAP timeouts from the service settings: ack_timeout_ms=%u ack_random_factor=%g "
+               "max_retransmit=%u ([coap] keys seed them on a new data directory only; change "
+               "them with PUT /api/v1/settings)",
+               settings.coap_ack_timeout_ms, settings.coap_ack_random_factor,
+               settings.coap_max_retransmit);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
@@ -44,22 +110,63 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
     if (on_fatal) on_fatal(std::move(status));
   });
 
+  absl::StatusOr<std::vector<lwm2m::ObjectDefinition>> built_in =
+      lwm2m::LoadBuiltInObjects(config.lwm2m.objects_dir);
+  if (!built_in.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("lwm2m.objects_dir: ", built_in.status().message()));
+  }
+  const size_t built_in_count = built_in->size();
+  absl::StatusOr<std::unique_ptr<lwm2m::ObjectRegistry>> objects =
+      lwm2m::ObjectRegistry::Create(*std::move(built_in), server->store_.get());
+  if (!objects.ok()) return objects.status();
+  server->objects_ = *std::move(objects);
+  LWM2MD_LOG(kInfo, "objects: %d built-in from %s", static_cast<int>(built_in_count),
+             config.lwm2m.objects_dir);
+
+  absl::StatusOr<std::optional<std::string>> stored_settings =
+      server->store_->Get(store::Table::kSettings, "service");
+  if (!stored_settings.ok()) return stored_settings.status();
+  absl::StatusOr<std::unique_ptr<lwm2m::EndpointConfigStore>> endpoints =
+      lwm2m::EndpointConfigStore::Open(*server->store_);
+  if (!endpoints.ok()) return endpoints.status();
+  server->endpoints_ = *std::move(endpoints);
+  if (absl::Status status =
+          SeedOrReportSettings(config, !stored_settings->has_value(), *server->endpoints_);
+      !status.ok()) {
+    return status;
+  }
+
   lwm2m::RegistrationHub::Options hub_options;
   hub_options.shards = net::ResolveShardCount(config.shards);
   hub_options.store = server->store_.get();
   hub_options.directory = &server->directory_;
   hub_options.events = &server->events_;
+  hub_options.admission =
+      MakeAdmissionPolicy(server->endpoints_.get(), config.lwm2m.allow_unknown_endpoints);
   server->registrations_ = std::make_unique<lwm2m::RegistrationHub>(std::move(hub_options));
   if (absl::Status status = server->registrations_->LoadStored(absl::Now()); !status.ok()) {
     return status;
   }
   LWM2MD_LOG(kInfo, "registrations: %d restored from %s",
              static_cast<int>(server->registrations_->stored_count()), config.store.path);
-  server->coap_ = std::make_unique<CoapWiring>(config, server->registrations_.get());
+  coap::Config coap_config = ToCoapConfig(config);
+  {
+    const lwm2m::ServiceSettings settings = server->endpoints_->settings();
+    coap_config.ack_timeout_ms = settings.coap_ack_timeout_ms;
+    coap_config.ack_random_factor = settings.coap_ack_random_factor;
+    coap_config.max_retransmit = settings.coap_max_retransmit;
+    coap_config.separate_ack_delay_ms =
+        std::min(coap_config.separate_ack_delay_ms, coap_config.ack_timeout_ms / 2);
+    if (absl::Status valid = coap_config.Validate(); !valid.ok()) return valid;
+  }
+  server->coap_ = std::make_unique<CoapWiring>(coap_config, server->registrations_.get());
 
   api::HttpServices services;
   services.metrics = &server->registry_;
   services.directory = &server->directory_;
+  services.endpoints = server->endpoints_.get();
+  services.objects = server->objects_.get();
   services.events = &server->events_;
   absl::StatusOr<std::unique_ptr<api::HttpServer>> http = api::HttpServer::Start(
       {.address = config.http.address,
@@ -80,6 +187,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
   server->coap_->AddMetrics(server->registry_, *server->group_);
   AddStoreMetrics(server->registry_, *server->store_);
   AddRegistrationMetrics(server->registry_, *server->registrations_, server->directory_);
+  net::ShardGroup* group_ptr = server->group_.get();
+  server->endpoints_->OnSettingsChanged([group_ptr](const lwm2m::ServiceSettings& settings) {
+    CoapWiring::ApplyTransmissionParameters(*group_ptr, settings.coap_ack_timeout_ms,
+                                            settings.coap_ack_random_factor,
+                                            settings.coap_max_retransmit);
+  });
 
   for (const net::BoundListener& listener : server->group_->listeners()) {
     LWM2MD_LOG(kInfo, "listening %s %s", listener.spec.purpose, listener.local.ToString());

@@ -10,8 +10,10 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "api/http_server.h"
+#include "lwm2m/endpoint_config.h"
 #include "lwm2m/endpoint_directory.h"
 #include "lwm2m/event_bus.h"
+#include "lwm2m/object_registry.h"
 #include "lwm2m/registration_service.h"
 #include "metrics/registry.h"
 #include "net/shard.h"
@@ -50,6 +52,8 @@ class Server {
   store::Store& store() { return *store_; }
   lwm2m::EventBus& events() { return events_; }
   const lwm2m::EndpointDirectory& directory() const { return directory_; }
+  lwm2m::EndpointConfigStore& endpoints() { return *endpoints_; }
+  lwm2m::ObjectRegistry& objects() { return *objects_; }
 
  private:
   explicit Server(const Config& config) : config_(config) {}
@@ -59,6 +63,8 @@ class Server {
   lwm2m::EventBus events_;
   lwm2m::EndpointDirectory directory_;
   // Shared by the shards' handlers, so created before and destroyed after the group.
+  std::unique_ptr<lwm2m::EndpointConfigStore> endpoints_;
+  std::unique_ptr<lwm2m::ObjectRegistry> objects_;
   std::unique_ptr<lwm2m::RegistrationHub> registrations_;
   std::unique_ptr<CoapWiring> coap_;
   // Declared after the group, hence destroyed before it but after Stop joined the shards:

@@ -211,6 +211,25 @@ TEST_F(MessageLayerTest, SeparateResponseGivesUpAfterMaxRetransmit) {
   EXPECT_EQ(metrics_.separate_responses_unacked(), 1u);
 }
 
+TEST_F(MessageLayerTest, NewTransmissionParametersApplyToLaterTransmissions) {
+  config_.separate_ack_delay_ms = 0;
+  config_.ack_random_factor = 1.0;
+  DeferredResponse deferred;
+  handler_.fn = [&](Exchange& e) { deferred = e.Defer(); };
+  Deliver(Request(Type::kConfirmable, code::kGet, 0x3200, "slow"));
+  // Bad values change nothing.
+  EXPECT_FALSE(layer().SetTransmissionParameters(0, 1.0, 1).ok());
+  ASSERT_TRUE(layer().SetTransmissionParameters(5000, 1.0, 1).ok());
+  ASSERT_TRUE(deferred.Respond(Response(code::kContent)));
+  ASSERT_EQ(io_.sent().size(), 2u);  // empty ACK, then the CON response
+  io_.Advance(seconds(4));
+  EXPECT_EQ(io_.sent().size(), 2u) << "not retransmitted before the new ACK timeout";
+  io_.Advance(seconds(2));
+  EXPECT_EQ(io_.sent().size(), 3u);
+  io_.Advance(seconds(60));
+  EXPECT_EQ(io_.sent().size(), 3u) << "max_retransmit 1: one retransmission only";
+}
+
 TEST_F(MessageLayerTest, DuplicateConReplaysIdenticalResponse) {
   int n = 0;
   handler_.fn = [&](Exchange& e) {

@@ -36,7 +36,8 @@ start_lwm2md() {
   local source_dir=${LWM2MD_SOURCE_DIR:?LWM2MD_SOURCE_DIR not set}
   mkdir -p "$WORK/data"
   "$binary" --config "$source_dir/config/lwm2md.toml" --set coap.port=0 --set http.port=0 \
-    --set store.path="$WORK/data" "$@" >"$WORK/lwm2md.log" 2>&1 &
+    --set store.path="$WORK/data" --set lwm2m.objects_dir="$source_dir/config/objects" "$@" \
+    >"$WORK/lwm2md.log" 2>&1 &
   LWM2MD_PID=$!
   local i
   for i in $(seq 1 200); do

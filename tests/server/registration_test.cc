@@ -126,12 +126,14 @@ class RegistrationTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void StartServer() {
+  void StartServer(bool allow_unknown_endpoints = true) {
     absl::StatusOr<Config> config = ParseConfig(
         "", "test",
         {"shards=2", "coap.port=0", "http.port=0", "coap.listen=[\"127.0.0.1\"]",
          "net.pin_threads=false", "store.path=" + (dir_ / "data").string(),
-         "lwm2m.objects_dir=" + std::string(LWM2MD_SOURCE_DIR) + "/config/objects"});
+         "lwm2m.objects_dir=" + std::string(LWM2MD_SOURCE_DIR) + "/config/objects",
+         std::string("lwm2m.allow_unknown_endpoints=") +
+             (allow_unknown_endpoints ? "true" : "false")});
     ASSERT_TRUE(config.ok()) << config.status();
     absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(*config);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -343,6 +345,65 @@ TEST_F(RegistrationTest, SecondRegisterReplacesTheFirstAndUpdatesFollowTheClient
     ASSERT_TRUE(update.has_value());
     EXPECT_THAT(update->payload_json, HasSubstr(clients[i]->address()));
   }
+}
+
+TEST_F(RegistrationTest, OnlyConfiguredEndpointsWithoutSecurityMayRegisterOverPlainCoap) {
+  StartServer(/*allow_unknown_endpoints=*/false);
+  Client client(port());
+  std::optional<Reply> unknown = client.Register({"ep=stranger"});
+  ASSERT_TRUE(unknown.has_value());
+  EXPECT_EQ(unknown->code, coap::code::kForbidden);
+
+  lwm2m::EndpointConfig plain;
+  plain.name = "known";
+  plain.security_mode = lwm2m::SecurityMode::kNone;
+  ASSERT_TRUE(server_->endpoints().Create(plain).ok());
+  lwm2m::EndpointConfig secure;
+  secure.name = "needs-dtls";
+  secure.security_mode = lwm2m::SecurityMode::kPsk;
+  secure.psk_identity = "needs-dtls-id";
+  secure.psk_key = std::string("\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10", 16);
+  ASSERT_TRUE(server_->endpoints().Create(secure).ok());
+
+  std::optional<Reply> known = client.Register({"ep=known"});
+  ASSERT_TRUE(known.has_value());
+  EXPECT_EQ(known->code, coap::code::kCreated);
+  std::optional<Reply> spoof = client.Register({"ep=needs-dtls"});
+  ASSERT_TRUE(spoof.has_value());
+  EXPECT_EQ(spoof->code, coap::code::kForbidden);
+  EXPECT_FALSE(server_->directory().Lookup("needs-dtls").has_value());
+
+  // The service setting opens the door to unknown endpoints at run time.
+  lwm2m::ServiceSettings settings = server_->endpoints().settings();
+  settings.allow_unknown_endpoints = true;
+  ASSERT_TRUE(server_->endpoints().UpdateSettings(settings).ok());
+  std::optional<Reply> now_allowed = client.Register({"ep=stranger"});
+  ASSERT_TRUE(now_allowed.has_value());
+  EXPECT_EQ(now_allowed->code, coap::code::kCreated);
+}
+
+TEST_F(RegistrationTest, SilentEndpointIsDeclaredMissingAndComesBack) {
+  StartServer();
+  lwm2m::ServiceSettings settings = server_->endpoints().settings();
+  settings.default_missing_timeout_seconds = 1;
+  ASSERT_TRUE(server_->endpoints().UpdateSettings(settings).ok());
+  Client client(port());
+  std::optional<Reply> created = client.Register({"ep=sleepy", "lt=600"});
+  ASSERT_TRUE(created.has_value());
+  ASSERT_EQ(created->code, coap::code::kCreated);
+  std::optional<lwm2m::Event> missing = NextEvent(lwm2m::event_type::kMissing);
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_EQ(missing->endpoint, "sleepy");
+  EXPECT_THAT(missing->payload_json, HasSubstr("\"missingTimeoutSeconds\":1"));
+  EXPECT_EQ(server_->directory().Lookup("sleepy")->presence, lwm2m::Presence::kMissing);
+
+  std::optional<Reply> updated =
+      client.Request(coap::code::kPost, "rd/" + created->location[1], {});
+  ASSERT_TRUE(updated.has_value());
+  EXPECT_EQ(updated->code, coap::code::kChanged);
+  std::optional<lwm2m::Event> back = NextEvent(lwm2m::event_type::kBack);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(server_->directory().Lookup("sleepy")->presence, lwm2m::Presence::kConnected);
 }
 
 }  // namespace

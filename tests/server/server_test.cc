@@ -38,7 +38,8 @@ class ServerTest : public ::testing::Test {
     absl::StatusOr<Config> config =
         ParseConfig("", "test",
                     {"shards=2", "coap.port=0", "http.port=0", "coap.listen=[\"127.0.0.1\"]",
-                     "net.pin_threads=false", "store.path=" + (store_ / "data").string()});
+                     "net.pin_threads=false", "store.path=" + (store_ / "data").string(),
+                     "lwm2m.objects_dir=" + std::string(LWM2MD_SOURCE_DIR) + "/config/objects"});
     EXPECT_TRUE(config.ok()) << config.status();
     return *config;
   }
