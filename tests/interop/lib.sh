@@ -41,7 +41,7 @@ start_lwm2md() {
   LWM2MD_PID=$!
   local i
   for i in $(seq 1 200); do
-    if grep -q "lwm2md ready:" "$WORK/lwm2md.log"; then break; fi
+    if grep -qs "lwm2md ready:" "$WORK/lwm2md.log"; then break; fi
     if ! kill -0 "$LWM2MD_PID" 2>/dev/null; then fail "lwm2md exited during start-up"; fi
     sleep 0.1
   done

@@ -20,6 +20,14 @@ metric() {  # sum of a family's samples in /metrics
 start_lwm2md "$binary" --set shards=2 --set 'coap.listen=["127.0.0.1","::1"]' \
   --set lwm2m.allow_unknown_endpoints=true
 start_capture "$COAP_PORT" "$WORK/register.pcap"
+# The event stream as an application sees it, and an endpoint created through the API.
+curl -fsSN "http://127.0.0.1:$HTTP_PORT/api/v1/events?type=lwm2m.register,lwm2m.deregister" \
+  >"$WORK/events.txt" 2>"$WORK/events.err" &
+CLEANUP_PIDS+=($!)
+curl -fsS -X POST -H 'Content-Type: application/json' \
+  -d '{"name":"npm-dev","securityMode":"none","missingTimeoutSeconds":600,"tags":["lab"]}' \
+  "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints" >/dev/null || fail "POST /api/v1/endpoints failed"
+sleep 0.3
 run_node 127.0.0.1 "$COAP_PORT" || fail "npm coap registration tests failed over IPv4"
 
 # libcoap: Register with a link-format body (-t 40), then Update and De-register at the
@@ -37,6 +45,15 @@ coap-client-openssl -v 6 -m delete "coap://127.0.0.1:$COAP_PORT/$location" >"$WO
 grep -q "2\.02" "$WORK/cc3.out" || fail "coap-client De-register not 2.02: $(cat "$WORK/cc3.out")"
 stop_capture
 check_capture "$COAP_PORT" "$WORK/register.pcap"
+grep -q '^event: lwm2m.register$' "$WORK/events.txt" || fail "no lwm2m.register on the event stream"
+grep -q '"endpoint":"npm-dev".*"data":{"binding":"U","credentials":"none","remoteAddr":"127.0.0.1:[0-9]*","version":"1.1","discovery":{"children":{"1":{"children":{"0":{}}},"3":{"children":{"0":{}}},"3303":{}}}}' \
+  "$WORK/events.txt" || fail "lwm2m.register payload differs: $(grep npm-dev "$WORK/events.txt")"
+grep -q '"endpoint":"npm-dev".*"reason":"deregistered"' "$WORK/events.txt" \
+  || fail "no lwm2m.deregister for npm-dev on the event stream"
+curl -fsS "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints/libcoap-dev" >/dev/null 2>&1 \
+  && fail "an endpoint never created through the API is listed"
+endpoint=$(curl -fsS "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints/npm-dev") || fail "GET endpoint failed"
+grep -q '"status":"offline"' <<<"$endpoint" || fail "npm-dev should be offline after De-register: $endpoint"
 [ "$(tshark -r "$WORK/register.pcap" -d "udp.port==$COAP_PORT,coap" \
   -Y 'coap.code == 65 && coap.opt.location_path' 2>/dev/null | wc -l)" -gt 0 ] \
   || fail "tshark sees no 2.01 with a Location-Path"
