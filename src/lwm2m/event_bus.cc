@@ -70,6 +70,7 @@ std::unique_ptr<EventSubscription> EventBus::Subscribe(EventFilter filter, size_
       new EventSubscription(this, std::move(filter), std::max<size_t>(capacity, 1)));
   absl::MutexLock lock(&mutex_);
   subscribers_.push_back(subscription.get());
+  subscriber_count_.store(static_cast<int>(subscribers_.size()), std::memory_order_relaxed);
   return subscription;
 }
 
@@ -87,6 +88,7 @@ void EventBus::Unsubscribe(EventSubscription* subscription) {
   absl::MutexLock lock(&mutex_);
   subscribers_.erase(std::remove(subscribers_.begin(), subscribers_.end(), subscription),
                      subscribers_.end());
+  subscriber_count_.store(static_cast<int>(subscribers_.size()), std::memory_order_relaxed);
 }
 
 }  // namespace lwm2md::lwm2m

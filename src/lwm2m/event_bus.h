@@ -7,6 +7,7 @@
 // mutex only to append to each matching subscriber's bounded queue, so a slow consumer never
 // slows a shard — its queue overflows and it is told how many events it missed.
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -87,6 +88,9 @@ class EventBus {
   void Close();
 
   uint64_t published() const;
+  // Whether anyone listens: publishers skip formatting a payload nobody would read. Relaxed:
+  // a subscriber that arrives meanwhile starts with the next event.
+  bool HasSubscribers() const { return subscriber_count_.load(std::memory_order_relaxed) > 0; }
 
  private:
   friend class EventSubscription;
@@ -96,6 +100,7 @@ class EventBus {
   std::vector<EventSubscription*> subscribers_ ABSL_GUARDED_BY(mutex_);
   uint64_t sequence_ ABSL_GUARDED_BY(mutex_) = 0;
   bool closed_ ABSL_GUARDED_BY(mutex_) = false;
+  std::atomic<int> subscriber_count_{0};
 };
 
 }  // namespace lwm2md::lwm2m

@@ -161,6 +161,12 @@ void RegistrationHub::Detach(int shard_id) {
   services_[static_cast<size_t>(shard_id)].store(nullptr);
 }
 
+void RegistrationHub::RunOnHere(int shard_id,
+                                absl::AnyInvocable<void(RegistrationService&)> fn) {
+  RegistrationService* service = services_[static_cast<size_t>(shard_id)].load();
+  if (service != nullptr) fn(*service);
+}
+
 void RegistrationHub::RunOn(int shard_id, absl::AnyInvocable<void(RegistrationService&)> fn) {
   if (shard_id < 0 || shard_id >= options_.shards) return;
   net::Shard* shard = shard_ptrs_[static_cast<size_t>(shard_id)].load();
@@ -313,50 +319,77 @@ void RegistrationService::OnRegister(coap::Exchange& exchange) {
   CommitRegister(std::move(registration), std::move(admission), exchange.Defer());
 }
 
+void RegistrationService::Persist(
+    const std::function<void(store::WriteBatch&)>& write,
+    absl::AnyInvocable<void(RegistrationService&, const absl::Status&)> done) {
+  write(pending_writes_);
+  pending_done_.push_back(std::move(done));
+  if (pending_done_.size() > 1) return;
+  // Flushed once this loop turn's datagrams are handled: one store submission and one
+  // completion post per turn instead of one per request (the writer and the shard share
+  // cores, and every wake-up between them is a context switch).
+  shard_.Post([hub = &hub_, shard_id = shard_id_] {
+    hub->RunOnHere(shard_id, [](RegistrationService& service) { service.FlushPersist(); });
+  });
+}
+
+void RegistrationService::FlushPersist() {
+  if (pending_done_.empty()) return;
+  RegistrationHub* hub = &hub_;
+  hub_.options().store->Submit(
+      std::exchange(pending_writes_, {}),
+      [hub, shard_id = shard_id_,
+       done = std::exchange(pending_done_, {})](absl::Status status) mutable {
+        hub->RunOn(shard_id, [status = std::move(status),
+                              done = std::move(done)](RegistrationService& service) mutable {
+          for (auto& callback : done) callback(service, status);
+        });
+      });
+}
+
 void RegistrationService::CommitRegister(Registration registration, Admission admission,
                                          coap::DeferredResponse response) {
-  store::WriteBatch batch;
-  batch.Put(store::Table::kRegistrations, registration.endpoint, registration.Serialize());
-  RegistrationHub* hub = &hub_;
-  const int shard_id = shard_id_;
-  hub_.options().store->Submit(
-      std::move(batch),
-      [hub, shard_id, registration = std::move(registration), admission = std::move(admission),
-       response](absl::Status status) mutable {
-        hub->RunOn(shard_id, [status = std::move(status), registration = std::move(registration),
-                              admission = std::move(admission),
-                              response](RegistrationService& service) mutable {
-          if (!status.ok()) {
-            service.metrics_
-                .rejections[static_cast<int>(RegistrationMetrics::Rejection::kStoreError)]
-                .Add();
-            LWM2MD_LOG(kError, "register of \"%s\" not stored: %s", registration.endpoint,
-                       std::string(status.message()));
-            return RespondLater(response, StoreErrorCode(status), base::Std(status.message()));
-          }
-          // A registration under the same name, here or on another shard, is replaced
-          // (Core TS 1.1 §6.2.1: the new registration supersedes the old one).
-          auto existing = service.by_endpoint_.find(registration.endpoint);
-          if (existing != service.by_endpoint_.end()) {
-            service.Remove(existing->second, RemoveReason::kReplaced);
-          } else if (std::optional<DirectoryEntry> old =
-                         service.hub_.options().directory->Lookup(registration.endpoint);
-                     old && old->shard != service.shard_id_) {
-            const std::string old_id = old->location.substr(4);  // strip "/rd/"
-            service.hub_.RunOn(old->shard, [old_id](RegistrationService& owner) {
-              auto it = owner.by_id_.find(old_id);
-              if (it != owner.by_id_.end()) owner.Remove(it->second.get(), RemoveReason::kReplaced);
-            });
-          }
-          Entry* entry = service.Install(std::move(registration), admission.missing_timeout);
-          service.metrics_.registers.Add();
-          const std::string& id = entry->registration.id;
-          response.Respond(coap::Response(coap::code::kCreated)
-                               .Option(coap::option::kLocationPath, std::string_view("rd"))
-                               .Option(coap::option::kLocationPath, id));
+  // Both taken before the completion below moves the registration away.
+  const std::string key = registration.endpoint;
+  const std::string serialized = registration.Serialize();
+  Persist(
+      [&](store::WriteBatch& batch) {
+        batch.Put(store::Table::kRegistrations, key, serialized);
+      },
+      [registration = std::move(registration), admission = std::move(admission),
+       response](RegistrationService& service, const absl::Status& status) mutable {
+        if (!status.ok()) {
+          service.metrics_
+              .rejections[static_cast<int>(RegistrationMetrics::Rejection::kStoreError)]
+              .Add();
+          LWM2MD_LOG(kError, "register of \"%s\" not stored: %s", registration.endpoint,
+                     std::string(status.message()));
+          return RespondLater(response, StoreErrorCode(status), base::Std(status.message()));
+        }
+        // A registration under the same name, here or on another shard, is replaced
+        // (Core TS 1.1 §6.2.1: the new registration supersedes the old one).
+        auto existing = service.by_endpoint_.find(base::Absl(registration.endpoint));
+        if (existing != service.by_endpoint_.end()) {
+          service.Remove(existing->second, RemoveReason::kReplaced);
+        } else if (std::optional<DirectoryEntry> old =
+                       service.hub_.options().directory->Lookup(registration.endpoint);
+                   old && old->shard != service.shard_id_) {
+          const std::string old_id = old->location.substr(4);  // strip "/rd/"
+          service.hub_.RunOn(old->shard, [old_id](RegistrationService& owner) {
+            auto it = owner.by_id_.find(old_id);
+            if (it != owner.by_id_.end()) owner.Remove(it->second.get(), RemoveReason::kReplaced);
+          });
+        }
+        Entry* entry = service.Install(std::move(registration), admission.missing_timeout);
+        service.metrics_.registers.Add();
+        const std::string& id = entry->registration.id;
+        response.Respond(coap::Response(coap::code::kCreated)
+                             .Option(coap::option::kLocationPath, std::string_view("rd"))
+                             .Option(coap::option::kLocationPath, id));
+        if (service.hub_.options().events->HasSubscribers()) {
           service.Publish(event_type::kRegister, entry->registration,
                           entry->registration.EventPayload());
-        });
+        }
       });
 }
 
@@ -400,56 +433,54 @@ void RegistrationService::OnUpdate(coap::Exchange& exchange, std::string_view id
     updated.listener = listener;
     updated.updated_at = WallNow();
     updated.last_seen = updated.updated_at;
-    CommitUpdate(entry, std::move(updated), response);
+    CommitUpdate(std::move(updated), response);
   });
 }
 
-void RegistrationService::CommitUpdate(Entry* entry, Registration updated,
-                                       coap::DeferredResponse response) {
-  store::WriteBatch batch;
-  batch.Put(store::Table::kRegistrations, updated.endpoint, updated.Serialize());
-  (void)entry;  // looked up again once durable: it may be gone by then
-  RegistrationHub* hub = &hub_;
-  const int shard_id = shard_id_;
-  hub_.options().store->Submit(
-      std::move(batch), [hub, shard_id, updated = std::move(updated),
-                         response](absl::Status status) mutable {
-        hub->RunOn(shard_id, [status = std::move(status), updated = std::move(updated),
-                              response](RegistrationService& service) mutable {
-          if (!status.ok()) {
-            service.metrics_
-                .rejections[static_cast<int>(RegistrationMetrics::Rejection::kStoreError)]
-                .Add();
-            return RespondLater(response, StoreErrorCode(status), base::Std(status.message()));
-          }
-          auto it = service.by_id_.find(updated.id);
-          if (it == service.by_id_.end()) {
-            // De-registered, expired or replaced while the write was in flight.
-            return RespondLater(response, coap::code::kNotFound, "no such registration");
-          }
-          Entry* current = it->second.get();
-          const bool was_missing = current->missing;
-          current->registration = std::move(updated);
-          current->missing = false;
-          service.ScheduleTimers(current);
-          const Registration& r = current->registration;
-          service.hub_.options().directory->Modify(r.endpoint, [&](DirectoryEntry& d) {
-            d.address = r.address;
-            d.presence = Presence::kConnected;
-            d.last_seen = r.last_seen;
-            d.lifetime_seconds = r.lifetime_seconds;
-            d.binding = BindingString(r.binding, r.queue_mode);
-          });
-          service.metrics_.updates.Add();
-          response.Respond(coap::Response(coap::code::kChanged));
-          if (was_missing) {
-            service.metrics_.back.Add();
-            base::JsonWriter json;
-            json.BeginObject().Key("lastSeen").String(Rfc3339(r.last_seen)).EndObject();
-            service.Publish(event_type::kBack, r, json.Take());
-          }
-          service.Publish(event_type::kUpdate, r, r.EventPayload());
+void RegistrationService::CommitUpdate(Registration updated, coap::DeferredResponse response) {
+  const std::string key = updated.endpoint;
+  const std::string serialized = updated.Serialize();
+  Persist(
+      [&](store::WriteBatch& batch) {
+        batch.Put(store::Table::kRegistrations, key, serialized);
+      },
+      [updated = std::move(updated), response](RegistrationService& service,
+                                               const absl::Status& status) mutable {
+        if (!status.ok()) {
+          service.metrics_
+              .rejections[static_cast<int>(RegistrationMetrics::Rejection::kStoreError)]
+              .Add();
+          return RespondLater(response, StoreErrorCode(status), base::Std(status.message()));
+        }
+        auto it = service.by_id_.find(updated.id);
+        if (it == service.by_id_.end()) {
+          // De-registered, expired or replaced while the write was in flight.
+          return RespondLater(response, coap::code::kNotFound, "no such registration");
+        }
+        Entry* current = it->second.get();
+        const bool was_missing = current->missing;
+        current->registration = std::move(updated);
+        current->missing = false;
+        service.ScheduleTimers(current);
+        const Registration& r = current->registration;
+        service.hub_.options().directory->Modify(r.endpoint, [&](DirectoryEntry& d) {
+          d.address = r.address;
+          d.presence = Presence::kConnected;
+          d.last_seen = r.last_seen;
+          d.lifetime_seconds = r.lifetime_seconds;
+          d.binding = BindingString(r.binding, r.queue_mode);
         });
+        service.metrics_.updates.Add();
+        response.Respond(coap::Response(coap::code::kChanged));
+        if (was_missing) {
+          service.metrics_.back.Add();
+          base::JsonWriter json;
+          json.BeginObject().Key("lastSeen").String(Rfc3339(r.last_seen)).EndObject();
+          service.Publish(event_type::kBack, r, json.Take());
+        }
+        if (service.hub_.options().events->HasSubscribers()) {
+          service.Publish(event_type::kUpdate, r, r.EventPayload());
+        }
       });
 }
 
@@ -460,27 +491,24 @@ void RegistrationService::OnDeregister(coap::Exchange& exchange, std::string_vie
       metrics_.rejections[static_cast<int>(RegistrationMetrics::Rejection::kNotFound)].Add();
       return RespondLater(response, coap::code::kNotFound, "no such registration");
     }
-    store::WriteBatch batch;
-    batch.Delete(store::Table::kRegistrations, entry->registration.endpoint);
-    RegistrationHub* hub = &hub_;
-    hub_.options().store->Submit(
-        std::move(batch), [hub, shard_id = shard_id_, id = entry->registration.id,
-                           response](absl::Status status) mutable {
-          hub->RunOn(shard_id, [status = std::move(status), id = std::move(id),
-                                response](RegistrationService& service) mutable {
-            if (!status.ok()) {
-              service.metrics_
-                  .rejections[static_cast<int>(RegistrationMetrics::Rejection::kStoreError)]
-                  .Add();
-              return RespondLater(response, StoreErrorCode(status), base::Std(status.message()));
-            }
-            auto it = service.by_id_.find(id);
-            if (it != service.by_id_.end()) {
-              service.Remove(it->second.get(), RemoveReason::kDeregistered);
-            }
-            service.metrics_.deregisters.Add();
-            response.Respond(coap::Response(coap::code::kDeleted));
-          });
+    Persist(
+        [&](store::WriteBatch& batch) {
+          batch.Delete(store::Table::kRegistrations, entry->registration.endpoint);
+        },
+        [id = entry->registration.id, response](RegistrationService& service,
+                                                const absl::Status& status) mutable {
+          if (!status.ok()) {
+            service.metrics_
+                .rejections[static_cast<int>(RegistrationMetrics::Rejection::kStoreError)]
+                .Add();
+            return RespondLater(response, StoreErrorCode(status), base::Std(status.message()));
+          }
+          auto it = service.by_id_.find(id);
+          if (it != service.by_id_.end()) {
+            service.Remove(it->second.get(), RemoveReason::kDeregistered);
+          }
+          service.metrics_.deregisters.Add();
+          response.Respond(coap::Response(coap::code::kDeleted));
         });
   });
 }

@@ -110,6 +110,8 @@ class RegistrationHub {
   void Detach(int shard_id);
   // Runs fn(service) on shard_id's thread; dropped when that shard's service is gone.
   void RunOn(int shard_id, absl::AnyInvocable<void(RegistrationService&)> fn);
+  // The same, called on shard_id's own thread: runs at once if the service still exists.
+  void RunOnHere(int shard_id, absl::AnyInvocable<void(RegistrationService&)> fn);
   void IndexId(std::string_view id, std::string_view endpoint);
   void UnindexId(std::string_view id);
   std::vector<Registration> TakeRestored(int shard_id);
@@ -159,9 +161,14 @@ class RegistrationService {
   void MoveHereThen(std::string_view id, absl::AnyInvocable<void(Entry*)> then);
   std::optional<Registration> GiveAway(std::string_view id);
 
+  // Adds writes to this loop turn's store batch; done runs on this shard once the batch is
+  // durable (or failed).
+  void Persist(const std::function<void(store::WriteBatch&)>& write,
+               absl::AnyInvocable<void(RegistrationService&, const absl::Status&)> done);
+  void FlushPersist();
   void CommitRegister(Registration registration, Admission admission,
                       coap::DeferredResponse response);
-  void CommitUpdate(Entry* entry, Registration updated, coap::DeferredResponse response);
+  void CommitUpdate(Registration updated, coap::DeferredResponse response);
 
   Entry* Install(Registration registration, absl::Duration missing_timeout);
   void Remove(Entry* entry, RemoveReason reason);
@@ -181,6 +188,8 @@ class RegistrationService {
   absl::flat_hash_map<std::string, std::unique_ptr<Entry>> by_id_;
   absl::flat_hash_map<std::string, Entry*> by_endpoint_;
   absl::BitGen random_;
+  store::WriteBatch pending_writes_;
+  std::vector<absl::AnyInvocable<void(RegistrationService&, const absl::Status&)>> pending_done_;
 };
 
 }  // namespace lwm2md::lwm2m

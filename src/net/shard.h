@@ -72,6 +72,10 @@ struct ShardGroupOptions {
   uint32_t recv_buffer_count = 1024;  // per shard (power of two; io_uring provided buffers)
   uint32_t recv_buffer_size = 2048;   // largest datagram accepted; larger ones are counted
   uint32_t send_queue_depth = 1024;   // datagrams queued per shard before Send fails
+  // SO_RCVBUF and SO_SNDBUF of every socket; 0 keeps the system default. The kernel caps it
+  // at net.core.rmem_max / wmem_max. A burst of devices (a registration storm after an
+  // outage) is absorbed here instead of dropped.
+  uint32_t socket_buffer_bytes = 4 << 20;
 };
 
 struct BoundListener {

@@ -77,7 +77,7 @@ std::string Describe(const ListenSpec& spec, const PeerAddress& address) {
 }
 
 absl::StatusOr<int> OpenListener(const ListenSpec& spec, const PeerAddress& address,
-                                 bool nonblocking) {
+                                 bool nonblocking, uint32_t socket_buffer_bytes) {
   int fd = ::socket(address.family(), SOCK_DGRAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0),
                     IPPROTO_UDP);
   if (fd < 0) {
@@ -97,6 +97,12 @@ absl::StatusOr<int> OpenListener(const ListenSpec& spec, const PeerAddress& addr
     ::close(fd);
     return absl::ErrnoToStatus(
         error, absl::StrCat("cannot set socket options for ", Describe(spec, address)));
+  }
+  if (socket_buffer_bytes > 0) {
+    // Best effort: a smaller buffer than asked for (capped by rmem_max) is not an error.
+    const int bytes = static_cast<int>(std::min<uint32_t>(socket_buffer_bytes, INT32_MAX / 2));
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
   }
   if (::bind(fd, address.sockaddr_ptr(), address.length()) != 0) {
     int error = errno;
@@ -156,7 +162,8 @@ absl::Status ShardGroupImpl::Open(Backend backend) {
     };
     for (size_t l = 0; l < addresses.size(); ++l) {
       absl::StatusOr<int> fd =
-          OpenListener(options_.listen[l], addresses[l], backend == Backend::kEpoll);
+          OpenListener(options_.listen[l], addresses[l], backend == Backend::kEpoll,
+                       options_.socket_buffer_bytes);
       if (!fd.ok()) {
         close_all();
         return fd.status();

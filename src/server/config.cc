@@ -37,6 +37,7 @@ constexpr absl::string_view kKnownKeys[] = {
     "net.recv_buffer_count",
     "net.recv_buffer_size",
     "net.send_queue_depth",
+    "net.socket_buffer_bytes",
     "coap.listen",
     "coap.port",
     "coap.secure_port",
@@ -382,6 +383,7 @@ Config ReadConfig(Reader& reader) {
   reader.ReadInteger("net.recv_buffer_count", 1, 32768, &net.recv_buffer_count, true);
   reader.ReadInteger("net.recv_buffer_size", 64, 65536, &net.recv_buffer_size);
   reader.ReadInteger("net.send_queue_depth", 1, 1048576, &net.send_queue_depth);
+  reader.ReadInteger("net.socket_buffer_bytes", 0, 1 << 30, &net.socket_buffer_bytes);
 
   Config::Coap& coap = config.coap;
   reader.ReadAddressList("coap.listen", &coap.listen);
@@ -544,6 +546,7 @@ net::ShardGroupOptions ToShardGroupOptions(const Config& config) {
   options.recv_buffer_count = config.net.recv_buffer_count;
   options.recv_buffer_size = config.net.recv_buffer_size;
   options.send_queue_depth = config.net.send_queue_depth;
+  options.socket_buffer_bytes = config.net.socket_buffer_bytes;
   for (const std::string& host : config.coap.listen) {
     options.listen.push_back(
         net::ListenSpec{.host = host, .port = config.coap.port, .purpose = "coap"});

@@ -27,6 +27,7 @@ struct Config {
     uint32_t recv_buffer_count = 1024;
     uint32_t recv_buffer_size = 2048;
     uint32_t send_queue_depth = 1024;
+    uint32_t socket_buffer_bytes = 4194304;
     bool operator==(const Net&) const = default;
   } net;
 

@@ -175,7 +175,7 @@ TEST_F(RegistrationTest, RegisterUpdateDeregisterWithEventsExactlyAsTheReference
       client.Register({"ep=dev-1", "lt=60", "lwm2m=1.1", "b=U"},
                       "</>;rt=\"oma.lwm2m\";ct=11543,</1/0>,</2>,</3/0>,</5/0>,</6/0>");
   ASSERT_TRUE(created.has_value());
-  EXPECT_EQ(created->code, coap::code::kCreated);
+  EXPECT_EQ(created->code, coap::code::kCreated) << created->payload;
   ASSERT_EQ(created->location.size(), 2u);
   EXPECT_EQ(created->location[0], "rd");
 
