@@ -38,6 +38,38 @@ VersionCheck CheckVersion(std::string_view version) {
   return VersionCheck::kTooNew;
 }
 
+// The parts of a Register or Update that the parsers read: views into the request, valid
+// while its handler runs.
+struct RequestParts {
+  std::array<std::string_view, kMaxQueries> queries;
+  size_t query_count = 0;
+  bool too_many_queries = false;
+  // Core TS 1.1 §6.2.1: the Objects payload is application/link-format; a request that
+  // declares another format is refused (4.15), one that declares none is read as link format.
+  bool link_format = true;
+  std::string_view payload;
+
+  std::span<const std::string_view> query_span() const {
+    return std::span<const std::string_view>(queries.data(), query_count);
+  }
+};
+
+RequestParts SplitRequest(const coap::Exchange& exchange) {
+  RequestParts parts;
+  const std::optional<uint16_t> format = exchange.request().content_format();
+  parts.link_format = !format || *format == coap::content_format::kLinkFormat;
+  exchange.request().ForEachUriQuery([&](std::string_view query) {
+    if (parts.query_count < kMaxQueries) {
+      parts.queries[parts.query_count++] = query;
+    } else {
+      parts.too_many_queries = true;
+    }
+  });
+  const std::span<const uint8_t> payload = exchange.payload();
+  parts.payload = std::string_view(reinterpret_cast<const char*>(payload.data()), payload.size());
+  return parts;
+}
+
 std::string Rfc3339(absl::Time time) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", time, absl::UTCTimeZone());
 }
@@ -263,24 +295,15 @@ void RegistrationService::OnRegister(coap::Exchange& exchange) {
     LWM2MD_LOG(kDebug, "register from %s refused: %s", exchange.peer().ToString(), message);
     RespondNow(exchange, code, message);
   };
-  const std::optional<uint16_t> format = exchange.request().content_format();
-  if (format && *format != coap::content_format::kLinkFormat) {
+  const RequestParts parts = SplitRequest(exchange);
+  if (!parts.link_format) {
     return reject(Rejection::kBadRequest, coap::code::kUnsupportedContentFormat,
                   "the Register payload is application/link-format (40)");
   }
-  std::string_view queries[kMaxQueries];
-  int query_count = 0;
-  exchange.request().ForEachUriQuery([&](std::string_view query) {
-    if (query_count < kMaxQueries) queries[query_count] = query;
-    ++query_count;
-  });
-  if (query_count > kMaxQueries) {
+  if (parts.too_many_queries) {
     return reject(Rejection::kBadRequest, coap::code::kBadRequest, "too many query parameters");
   }
-  const std::span<const uint8_t> payload = exchange.payload();
-  absl::StatusOr<RegistrationRequest> request = ParseRegister(
-      std::span<const std::string_view>(queries, static_cast<size_t>(query_count)),
-      std::string_view(reinterpret_cast<const char*>(payload.data()), payload.size()));
+  absl::StatusOr<RegistrationRequest> request = ParseRegister(parts.query_span(), parts.payload);
   if (!request.ok()) {
     return reject(Rejection::kBadRequest, coap::code::kBadRequest, base::Std(request.status().message()));
   }
@@ -395,25 +418,15 @@ void RegistrationService::CommitRegister(Registration registration, Admission ad
 
 void RegistrationService::OnUpdate(coap::Exchange& exchange, std::string_view id) {
   using Rejection = RegistrationMetrics::Rejection;
-  const std::optional<uint16_t> format = exchange.request().content_format();
-  if (format && *format != coap::content_format::kLinkFormat) {
+  const RequestParts parts = SplitRequest(exchange);
+  if (!parts.link_format) {
     metrics_.rejections[static_cast<int>(Rejection::kBadRequest)].Add();
     return RespondNow(exchange, coap::code::kUnsupportedContentFormat,
                       "the Update payload is application/link-format (40)");
   }
-  std::string_view queries[kMaxQueries];
-  int query_count = 0;
-  exchange.request().ForEachUriQuery([&](std::string_view query) {
-    if (query_count < kMaxQueries) queries[query_count] = query;
-    ++query_count;
-  });
-  const std::span<const uint8_t> payload = exchange.payload();
   absl::StatusOr<RegistrationRequest> request =
-      query_count > kMaxQueries
-          ? absl::InvalidArgumentError("too many query parameters")
-          : ParseUpdate(std::span<const std::string_view>(queries, static_cast<size_t>(query_count)),
-                        std::string_view(reinterpret_cast<const char*>(payload.data()),
-                                         payload.size()));
+      parts.too_many_queries ? absl::InvalidArgumentError("too many query parameters")
+                             : ParseUpdate(parts.query_span(), parts.payload);
   if (!request.ok()) {
     metrics_.rejections[static_cast<int>(Rejection::kBadRequest)].Add();
     return RespondNow(exchange, coap::code::kBadRequest, base::Std(request.status().message()));
