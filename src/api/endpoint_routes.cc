@@ -5,18 +5,18 @@
 
 #include <httplib.h>
 
-#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "api/route_util.h"
 #include "api/routes.h"
 #include "base/json_writer.h"
-#include "base/log.h"
 #include "base/strings.h"
 #include "lwm2m/endpoint_config.h"
 #include "lwm2m/endpoint_directory.h"
@@ -29,105 +29,18 @@ namespace {
 constexpr size_t kMaxBodyBytes = 64 * 1024;
 constexpr size_t kDefaultPageSize = 100;
 constexpr size_t kMaxPageSize = 1000;
-constexpr char kJson[] = "application/json";
 // Endpoint names never contain '/', so one path segment is the whole name. httplib matches
 // against the percent-decoded path, so "urn%3Aimei%3A1" arrives as "urn:imei:1".
 constexpr char kEndpointPath[] = R"(/api/v1/endpoints/([^/]+))";
 
-std::string_view Std(absl::string_view s) { return base::Std(s); }
-
-void SendJson(httplib::Response& response, int status, const std::string& body) {
-  response.status = status;
-  response.set_content(body, kJson);
-}
-
-void SendError(httplib::Response& response, int status, std::string_view message) {
-  base::JsonWriter out;
-  out.BeginObject().Key("error").String(message).EndObject();
-  SendJson(response, status, out.str());
-}
-
-int HttpStatusFor(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kInvalidArgument:
-      return 400;
-    case absl::StatusCode::kNotFound:
-      return 404;
-    case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kFailedPrecondition:
-      return 409;
-    // The store's queue is full or the store stopped: retrying later may work.
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kUnavailable:
-      return 503;
-    default:
-      return 500;
-  }
-}
-
-void SendStatus(const httplib::Request& request, httplib::Response& response,
-                const absl::Status& status) {
-  const int code = HttpStatusFor(status);
-  if (code >= 500) {
-    LWM2MD_LOG(kError, "http %s %s: %s", request.method, request.path,
-               std::string(Std(status.message())));
-  }
-  SendError(response, code, Std(status.message()));
-}
-
-// "application/json; charset=utf-8" → "application/json".
-std::string MediaType(const std::string& content_type) {
-  std::string type = content_type.substr(0, content_type.find(';'));
-  type.erase(std::remove_if(type.begin(), type.end(),
-                            [](unsigned char c) { return std::isspace(c) != 0; }),
-             type.end());
-  std::transform(type.begin(), type.end(), type.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return type;
-}
-
-// Reads a JSON request body, at most kMaxBodyBytes. On failure the response is already set
-// (415, 413 or 400) and false is returned. merge_patch also admits RFC 7396's media type.
+// Endpoint and settings bodies are JSON; merge_patch (PATCH) also admits RFC 7396's media
+// type.
 bool ReadJsonBody(const httplib::Request& request, httplib::Response& response,
                   const httplib::ContentReader& reader, bool merge_patch, std::string* body) {
-  const std::string type = MediaType(request.get_header_value("Content-Type"));
-  if (type != kJson && !(merge_patch && type == "application/merge-patch+json")) {
-    SendError(response, 415,
-              merge_patch ? "Content-Type must be application/json or "
-                            "application/merge-patch+json"
-                          : "Content-Type must be application/json");
-    return false;
-  }
-  // An unread body would be taken for the next request on the connection: close it instead.
-  auto too_large = [&response] {
-    SendError(response, 413, absl::StrCat("body: larger than ", kMaxBodyBytes, " bytes"));
-    response.set_header("Connection", "close");
-    return false;
-  };
-  if (request.has_header("Content-Length")) {
-    const std::string length = request.get_header_value("Content-Length");
-    uint64_t declared = 0;
-    auto [end, error] = std::from_chars(length.data(), length.data() + length.size(), declared);
-    if (error == std::errc() && end == length.data() + length.size() && declared > kMaxBodyBytes) {
-      return too_large();
-    }
-  }
-  bool overflow = false;
-  const bool read = reader([&](const char* data, size_t size) {
-    if (body->size() + size > kMaxBodyBytes) {
-      overflow = true;
-      return false;
-    }
-    body->append(data, size);
-    return true;
-  });
-  if (overflow) return too_large();
-  if (!read) {
-    SendError(response, 400, "body: could not be read");
-    response.set_header("Connection", "close");
-    return false;
-  }
-  return true;
+  return merge_patch
+             ? ReadBody(request, response, reader, {kJsonMediaType, "application/merge-patch+json"},
+                        kMaxBodyBytes, body)
+             : ReadBody(request, response, reader, {kJsonMediaType}, kMaxBodyBytes, body);
 }
 
 std::string FormatRfc3339(absl::Time time) {
@@ -275,7 +188,7 @@ void PutEndpoint(const httplib::Request& request, httplib::Response& response,
     // AlreadyExists naming the name means another PUT created it first: replace it then.
     // AlreadyExists naming the PSK identity is final.
     if (!absl::IsAlreadyExists(created.status()) ||
-        !Std(created.status().message()).starts_with("name:")) {
+        !base::Std(created.status().message()).starts_with("name:")) {
       SendStatus(request, response, created.status());
       return;
     }

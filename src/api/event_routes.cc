@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "api/route_util.h"
 #include "api/routes.h"
 #include "base/json_writer.h"
 #include "base/strings.h"
@@ -38,13 +39,6 @@ constexpr std::string_view kKnownTypes[] = {
     lwm2m::event_type::kData,     lwm2m::event_type::kFotaComplete, lwm2m::event_type::kAsyncResult,
     lwm2m::event_type::kError,
 };
-
-void SendError(httplib::Response& response, int status, std::string_view message) {
-  base::JsonWriter out;
-  out.BeginObject().Key("error").String(message).EndObject();
-  response.status = status;
-  response.set_content(out.str(), "application/json");
-}
 
 // A field value must not contain a line break: it would end the field (and could forge
 // another). JSON text only has them as insignificant whitespace, so a space is equivalent.

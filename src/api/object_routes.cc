@@ -7,18 +7,15 @@
 #include <httplib.h>
 
 #include <algorithm>
-#include <cctype>
-#include <charconv>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "api/route_util.h"
 #include "api/routes.h"
 #include "base/json_writer.h"
 #include "base/log.h"
-#include "base/strings.h"
 #include "lwm2m/object_model.h"
 #include "lwm2m/object_registry.h"
 #include "lwm2m/types.h"
@@ -29,103 +26,12 @@ namespace {
 // The OMA registry's largest definitions are a few hundred kilobytes; the bound keeps a
 // client from making a worker buffer an arbitrary amount of XML.
 constexpr size_t kMaxXmlBytes = 1024 * 1024;
-constexpr char kJson[] = "application/json";
 // One path segment: a decimal object id ("3") or an object key ("device").
 constexpr char kObjectPath[] = R"(/api/v1/objects/([^/]+))";
 constexpr char kObjectXmlPath[] = R"(/api/v1/objects/([^/]+)/xml)";
 
 using lwm2m::ObjectCatalog;
 using lwm2m::ObjectDefinition;
-
-void SendJson(httplib::Response& response, int status, const std::string& body) {
-  response.status = status;
-  response.set_content(body, kJson);
-}
-
-void SendError(httplib::Response& response, int status, std::string_view message) {
-  base::JsonWriter out;
-  out.BeginObject().Key("error").String(message).EndObject();
-  SendJson(response, status, out.str());
-}
-
-void SendStatus(const httplib::Request& request, httplib::Response& response,
-                const absl::Status& status) {
-  int code = 500;
-  switch (status.code()) {
-    case absl::StatusCode::kInvalidArgument:
-      code = 400;
-      break;
-    case absl::StatusCode::kNotFound:
-      code = 404;
-      break;
-    case absl::StatusCode::kFailedPrecondition:
-      code = 409;
-      break;
-    // The store's queue is full or the store stopped: retrying later may work.
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kUnavailable:
-      code = 503;
-      break;
-    default:
-      break;
-  }
-  if (code >= 500) {
-    LWM2MD_LOG(kError, "http %s %s: %s", request.method, request.path, status.message());
-  }
-  SendError(response, code, base::Std(status.message()));
-}
-
-// "application/xml; charset=utf-8" → "application/xml".
-std::string MediaType(const std::string& content_type) {
-  std::string type = content_type.substr(0, content_type.find(';'));
-  type.erase(std::remove_if(type.begin(), type.end(),
-                            [](unsigned char c) { return std::isspace(c) != 0; }),
-             type.end());
-  std::transform(type.begin(), type.end(), type.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return type;
-}
-
-// Reads the XML body, at most kMaxXmlBytes. On failure the response is already set (415,
-// 413 or 400) and false is returned.
-bool ReadXmlBody(const httplib::Request& request, httplib::Response& response,
-                 const httplib::ContentReader& reader, std::string* body) {
-  const std::string type = MediaType(request.get_header_value("Content-Type"));
-  if (type != "application/xml" && type != "text/xml") {
-    SendError(response, 415, "Content-Type must be application/xml or text/xml");
-    return false;
-  }
-  // An unread body would be taken for the next request on the connection: close it instead.
-  auto too_large = [&response] {
-    SendError(response, 413, absl::StrCat("body: larger than ", kMaxXmlBytes, " bytes"));
-    response.set_header("Connection", "close");
-    return false;
-  };
-  if (request.has_header("Content-Length")) {
-    const std::string length = request.get_header_value("Content-Length");
-    uint64_t declared = 0;
-    auto [end, error] = std::from_chars(length.data(), length.data() + length.size(), declared);
-    if (error == std::errc() && end == length.data() + length.size() && declared > kMaxXmlBytes) {
-      return too_large();
-    }
-  }
-  bool overflow = false;
-  const bool read = reader([&](const char* data, size_t size) {
-    if (body->size() + size > kMaxXmlBytes) {
-      overflow = true;
-      return false;
-    }
-    body->append(data, size);
-    return true;
-  });
-  if (overflow) return too_large();
-  if (!read) {
-    SendError(response, 400, "body: could not be read");
-    response.set_header("Connection", "close");
-    return false;
-  }
-  return true;
-}
 
 // The members every listing shows.
 void WriteSummaryMembers(const ObjectCatalog::Entry& entry, base::JsonWriter& out) {
@@ -218,7 +124,9 @@ const ObjectCatalog::Entry* FindForRequest(const ObjectCatalog& catalog,
 void Upload(const httplib::Request& request, httplib::Response& response,
             const httplib::ContentReader& reader, lwm2m::ObjectRegistry& registry) {
   std::string xml;
-  if (!ReadXmlBody(request, response, reader, &xml)) return;
+  if (!ReadBody(request, response, reader, {"application/xml", "text/xml"}, kMaxXmlBytes, &xml)) {
+    return;
+  }
   absl::StatusOr<ObjectDefinition> added = registry.AddCustom(xml);
   if (!added.ok()) {
     SendStatus(request, response, added.status());

@@ -83,9 +83,10 @@ void RespondLater(coap::DeferredResponse& response, uint8_t code, std::string_vi
   response.Respond(coap::Response(code).Payload(diagnostic));
 }
 
-// What a failed store write tells the client: 5.03 when it may retry soon (the queue is full),
-// 5.00 when the store is broken.
-uint8_t StoreErrorCode(const absl::Status& status) {
+// What a failed store write tells the client: 5.03 when it may retry soon (the write queue
+// is full), 5.00 when the store is broken (map or disk full, I/O error) until an operator acts.
+uint8_t StoreErrorCode(const absl::Status& status, const store::Store& store) {
+  if (!store.health().ok()) return coap::code::kInternalServerError;
   return status.code() == absl::StatusCode::kResourceExhausted ? coap::code::kServiceUnavailable
                                                                 : coap::code::kInternalServerError;
 }
@@ -387,7 +388,7 @@ void RegistrationService::CommitRegister(Registration registration, Admission ad
               .Add();
           LWM2MD_LOG(kError, "register of \"%s\" not stored: %s", registration.endpoint,
                      std::string(status.message()));
-          return RespondLater(response, StoreErrorCode(status), base::Std(status.message()));
+          return RespondLater(response, StoreErrorCode(status, *service.hub_.options().store), base::Std(status.message()));
         }
         // A registration under the same name, here or on another shard, is replaced
         // (Core TS 1.1 §6.2.1: the new registration supersedes the old one).
@@ -463,7 +464,7 @@ void RegistrationService::CommitUpdate(Registration updated, coap::DeferredRespo
           service.metrics_
               .rejections[static_cast<int>(RegistrationMetrics::Rejection::kStoreError)]
               .Add();
-          return RespondLater(response, StoreErrorCode(status), base::Std(status.message()));
+          return RespondLater(response, StoreErrorCode(status, *service.hub_.options().store), base::Std(status.message()));
         }
         auto it = service.by_id_.find(updated.id);
         if (it == service.by_id_.end()) {
@@ -514,7 +515,7 @@ void RegistrationService::OnDeregister(coap::Exchange& exchange, std::string_vie
             service.metrics_
                 .rejections[static_cast<int>(RegistrationMetrics::Rejection::kStoreError)]
                 .Add();
-            return RespondLater(response, StoreErrorCode(status), base::Std(status.message()));
+            return RespondLater(response, StoreErrorCode(status, *service.hub_.options().store), base::Std(status.message()));
           }
           auto it = service.by_id_.find(id);
           if (it != service.by_id_.end()) {

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -126,16 +127,18 @@ class RegistrationTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void StartServer(bool allow_unknown_endpoints = true) {
+  void StartServer(bool allow_unknown_endpoints = true, int map_size_mb = 64,
+                   Server::FatalHandler on_fatal = nullptr) {
     absl::StatusOr<Config> config = ParseConfig(
         "", "test",
         {"shards=2", "coap.port=0", "http.port=0", "coap.listen=[\"127.0.0.1\"]",
          "net.pin_threads=false", "store.path=" + (dir_ / "data").string(),
+         "store.map_size_mb=" + std::to_string(map_size_mb),
          "lwm2m.objects_dir=" + std::string(LWM2MD_SOURCE_DIR) + "/config/objects",
          std::string("lwm2m.allow_unknown_endpoints=") +
              (allow_unknown_endpoints ? "true" : "false")});
     ASSERT_TRUE(config.ok()) << config.status();
-    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(*config);
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(*config, std::move(on_fatal));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     events_ = server_->events().Subscribe({});
@@ -404,6 +407,47 @@ TEST_F(RegistrationTest, SilentEndpointIsDeclaredMissingAndComesBack) {
   std::optional<lwm2m::Event> back = NextEvent(lwm2m::event_type::kBack);
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(server_->directory().Lookup("sleepy")->presence, lwm2m::Presence::kConnected);
+}
+
+TEST_F(RegistrationTest, FullStoreRefusesRegistrationsAndReportsFatal) {
+  std::atomic<int> fatal_calls{0};
+  StartServer(true, /*map_size_mb=*/1, [&fatal_calls](absl::Status status) {
+    EXPECT_THAT(std::string(status.message()), HasSubstr("map_size_mb"));
+    ++fatal_calls;
+  });
+  Client client(port());
+  // Each registration stores a few hundred bytes: a 1 MiB map fills within a few thousand.
+  int acknowledged = 0;
+  std::optional<Reply> refused;
+  for (int i = 0; i < 20000 && !refused; ++i) {
+    std::optional<Reply> reply = client.Register(
+        {"ep=filler-" + std::to_string(i) + "-" + std::string(120, 'x'), "lt=3600"},
+        "</1/0>,</3/0>,</4/0>,</5/0>,</6/0>,</7/0>,</3303/0>,</3303/1>,</3303/2>");
+    ASSERT_TRUE(reply.has_value());
+    if (reply->code == coap::code::kCreated) {
+      ++acknowledged;
+    } else {
+      refused = reply;
+    }
+  }
+  ASSERT_TRUE(refused.has_value()) << "the map never filled";
+  EXPECT_EQ(refused->code, coap::code::kInternalServerError);
+  EXPECT_THAT(refused->payload, HasSubstr("full"));
+  EXPECT_GT(acknowledged, 100);
+  // The handler runs on the writer thread right after the failed group's callbacks.
+  for (int i = 0; i < 100 && fatal_calls.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(fatal_calls.load(), 1);
+  EXPECT_FALSE(server_->store().health().ok());
+  // Nothing acknowledged was lost: every 2.01 is in the store.
+  absl::StatusOr<uint64_t> stored = server_->store().Count(store::Table::kRegistrations);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(*stored, static_cast<uint64_t>(acknowledged));
+  // Later writes fail at once with the same clear error.
+  std::optional<Reply> later = client.Register({"ep=after-full"});
+  ASSERT_TRUE(later.has_value());
+  EXPECT_EQ(later->code, coap::code::kInternalServerError);
 }
 
 }  // namespace
