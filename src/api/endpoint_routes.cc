@@ -67,10 +67,16 @@ std::string EncodePathSegment(std::string_view segment) {
 
 // The endpoint as the API shows it: its configuration, then its presence when a directory is
 // at hand ("offline" when the directory does not know it).
+// configured: false for an endpoint that registered without being created through the API
+// (allowed by allowUnknownEndpoints): it has a status but no configuration.
 void WriteEndpoint(const lwm2m::EndpointConfig& config, const lwm2m::EndpointDirectory* directory,
-                   base::JsonWriter& out) {
+                   base::JsonWriter& out, bool configured = true) {
   out.BeginObject();
-  lwm2m::WriteEndpointMembers(config, out);
+  if (configured) {
+    lwm2m::WriteEndpointMembers(config, out);
+  } else {
+    out.Key("name").String(config.name).Key("configured").Bool(false);
+  }
   if (directory != nullptr) {
     std::optional<lwm2m::DirectoryEntry> entry = directory->Lookup(config.name);
     const lwm2m::Presence presence = entry ? entry->presence : lwm2m::Presence::kOffline;
@@ -149,6 +155,13 @@ void GetEndpoint(const httplib::Request& request, httplib::Response& response,
   if (!config.ok()) {
     SendStatus(request, response, config.status());
   } else if (!config->has_value()) {
+    if (directory != nullptr && directory->Lookup(name).has_value()) {
+      lwm2m::EndpointConfig unconfigured;
+      unconfigured.name = name;
+      base::JsonWriter out;
+      WriteEndpoint(unconfigured, directory, out, /*configured=*/false);
+      return SendJson(response, 200, out.Take());
+    }
     SendError(response, 404, absl::StrCat("endpoint \"", name, "\" not found"));
   } else {
     SendJson(response, 200, EndpointJson(**config, directory));

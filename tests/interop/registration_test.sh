@@ -51,7 +51,11 @@ grep -q '"endpoint":"npm-dev".*"data":{"binding":"U","credentials":"none","remot
 grep -q '"endpoint":"npm-dev".*"reason":"deregistered"' "$WORK/events.txt" \
   || fail "no lwm2m.deregister for npm-dev on the event stream"
 curl -fsS "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints/libcoap-dev" >/dev/null 2>&1 \
-  && fail "an endpoint never created through the API is listed"
+  && fail "a de-registered endpoint never created through the API is still shown"
+unconfigured=$(curl -fsS "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints/npm-v10") \
+  || fail "a registered endpoint without configuration is not shown"
+grep -q '"configured":false.*"status":"connected".*"binding":"UQ"' <<<"$unconfigured" \
+  || fail "unconfigured endpoint shown as: $unconfigured"
 endpoint=$(curl -fsS "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints/npm-dev") || fail "GET endpoint failed"
 grep -q '"status":"offline"' <<<"$endpoint" || fail "npm-dev should be offline after De-register: $endpoint"
 [ "$(tshark -r "$WORK/register.pcap" -d "udp.port==$COAP_PORT,coap" \
