@@ -41,26 +41,6 @@ std::string_view KindName(const cbor::Item& item) {
   return "?";
 }
 
-// The number an integer or float item holds.
-bool ItemNumber(const cbor::Item& item, Number* out) {
-  switch (item.kind) {
-    case cbor::Kind::kUnsigned:
-      *out = Number::Uint(item.argument);
-      return true;
-    case cbor::Kind::kNegative:
-      // -1 - argument; below INT64_MIN only a double comes close.
-      *out = item.argument <= static_cast<uint64_t>(INT64_MAX)
-                 ? Number::Int(-1 - static_cast<int64_t>(item.argument))
-                 : Number::Double(-1.0 - static_cast<double>(item.argument));
-      return true;
-    case cbor::Kind::kFloat:
-      *out = Number::Double(item.floating);
-      return true;
-    default:
-      return false;
-  }
-}
-
 }  // namespace
 
 absl::Status DecodeCborValue(const DecodeContext& context) {
@@ -102,7 +82,7 @@ absl::Status DecodeCborValue(const DecodeContext& context) {
   Number number;
   if (!known) {
     // Lenient: the major type decides.
-    if (ItemNumber(item, &number)) {
+    if (CborItemNumber(item, &number)) {
       if (epoch_tag) {
         int64_t seconds;
         if (!number.ToInt64(&seconds)) return mismatch("whole seconds");
@@ -153,7 +133,7 @@ absl::Status DecodeCborValue(const DecodeContext& context) {
       case ResourceType::kUnsignedInteger:
       case ResourceType::kFloat:
       case ResourceType::kTime: {
-        if (!ItemNumber(item, &number)) return mismatch("a number");
+        if (!CborItemNumber(item, &number)) return mismatch("a number");
         std::string_view why;
         if (!NumberToValue(number, type, &value, &why)) {
           return Invalid(kCbor,

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "lwm2m/cbor.h"
 #include "lwm2m/content_format.h"
 
 namespace lwm2md::lwm2m::content_format_internal {
@@ -94,6 +95,10 @@ struct Number {
   Number Plus(const Number& base) const;
 };
 
+// The number an integer or float CBOR item holds (the CBOR single-value format and SenML CBOR
+// read numbers alike); false for any other kind of item.
+bool CborItemNumber(const cbor::Item& item, Number* out);
+
 // The value a number makes for a resource of `type` (integer, unsigned integer, float, time);
 // false with *why set when it does not fit.
 bool NumberToValue(const Number& number, ResourceType type, Value* out, std::string_view* why);
@@ -175,6 +180,14 @@ struct SenmlFields {
     seen |= bit;
     return true;
   }
+
+  // Keep a field once the codec has read it as the type its label wants: the wire types differ
+  // between SenML JSON and CBOR, where each field goes does not. Text (bn, n, vs, vlo, and vd
+  // once decoded) must live through the decode. bu, u, bs, s and ut are read and checked only:
+  // LwM2M has no use for them.
+  void SetText(SenmlLabel label, std::string_view value);  // bn, n, bu, u, vs, vlo, vd
+  void SetNumber(SenmlLabel label, const Number& value);   // bver, bt, bv, bs, v, s, t, ut
+  void SetBoolean(bool value);                             // vb
 };
 
 // What base fields carry from one record to the following ones (RFC 8428 §4.5.1).

@@ -194,4 +194,58 @@ simdjson::error_code ConsumeValue(json::value& value, int depth) {
   return simdjson::INCORRECT_TYPE;
 }
 
+absl::Status WriteJsonRecordMembers(std::string_view format, const JsonRecordKeys& keys,
+                                    const SenmlNaming& naming, const Record& record,
+                                    base::JsonWriter* writer, std::string* scratch) {
+  const Value& value = record.value;
+  scratch->clear();
+  naming.AppendName(scratch, record.path);
+  if (!scratch->empty()) writer->Key("n").String(*scratch);
+  switch (value.type) {
+    case ResourceType::kNone:
+      break;
+    case ResourceType::kString:
+    case ResourceType::kCorelnk:
+      writer->Key(keys.string).String(value.bytes);
+      break;
+    case ResourceType::kOpaque:
+      scratch->clear();
+      AppendBase64(scratch, value.bytes, keys.opaque_url_safe);
+      writer->Key(keys.opaque).String(*scratch);
+      break;
+    case ResourceType::kInteger:
+      writer->Key("v").Int(value.integer);
+      break;
+    case ResourceType::kUnsignedInteger:
+      writer->Key("v").Uint(value.unsigned_integer);
+      break;
+    case ResourceType::kTime:
+      writer->Key("v").Int(value.time);
+      break;
+    case ResourceType::kFloat:
+      if (!std::isfinite(value.floating)) {
+        return Invalid(format, absl::StrFormat("%s: %g has no JSON form", record.path.ToString(),
+                                               value.floating));
+      }
+      scratch->clear();
+      AppendDouble(scratch, value.floating, true);
+      writer->Key("v").Raw(*scratch);
+      break;
+    case ResourceType::kBoolean:
+      writer->Key(keys.boolean).Bool(value.boolean);
+      break;
+    case ResourceType::kObjlnk:
+      scratch->clear();
+      AppendObjlnk(scratch, value.link);
+      writer->Key(keys.objlnk).String(*scratch);
+      break;
+  }
+  if (record.timestamp.has_value()) {
+    scratch->clear();
+    AppendDouble(scratch, *record.timestamp, false);
+    writer->Key("t").Raw(*scratch);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace lwm2md::lwm2m::content_format_internal

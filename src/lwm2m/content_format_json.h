@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "base/json_writer.h"
 #include "lwm2m/content_format_internal.h"
 #include "simdjson.h"
 
@@ -52,5 +53,23 @@ class JsonInput {
 // Walks a value to its end so that all of it is validated (RFC 8428 §4.4 says to ignore
 // unknown fields, not to accept malformed ones). Nesting deeper than 32 levels is refused.
 simdjson::error_code ConsumeValue(json::value& value, int depth = 0);
+
+// The member names in which SenML JSON (RFC 8428 §5) and LwM2M JSON (TS 1.0.2 §6.4.4) differ;
+// "n", "v" and "t" are the same in both.
+struct JsonRecordKeys {
+  std::string_view string;  // also core links
+  std::string_view opaque;
+  bool opaque_url_safe;  // base64 alphabet for opaque values
+  std::string_view boolean;
+  std::string_view objlnk;
+};
+
+// Writes record's "n" (relative to naming, left out when empty), value and "t" members into the
+// object the caller has opened. scratch is reused from record to record so that formatting
+// numbers and names does not allocate each time. A non-finite float has no JSON form and is
+// refused with "<format>: <path>: <value> has no JSON form".
+absl::Status WriteJsonRecordMembers(std::string_view format, const JsonRecordKeys& keys,
+                                    const SenmlNaming& naming, const Record& record,
+                                    base::JsonWriter* writer, std::string* scratch);
 
 }  // namespace lwm2md::lwm2m::content_format_internal

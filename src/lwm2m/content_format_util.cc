@@ -233,6 +233,25 @@ bool IsUtf8(std::string_view text) {
              &ignored) == tlv::ValueError::kOk;
 }
 
+bool CborItemNumber(const cbor::Item& item, Number* out) {
+  switch (item.kind) {
+    case cbor::Kind::kUnsigned:
+      *out = Number::Uint(item.argument);
+      return true;
+    case cbor::Kind::kNegative:
+      // -1 - argument; below INT64_MIN only a double comes close.
+      *out = item.argument <= static_cast<uint64_t>(INT64_MAX)
+                 ? Number::Int(-1 - static_cast<int64_t>(item.argument))
+                 : Number::Double(-1.0 - static_cast<double>(item.argument));
+      return true;
+    case cbor::Kind::kFloat:
+      *out = Number::Double(item.floating);
+      return true;
+    default:
+      return false;
+  }
+}
+
 double Number::AsDouble() const {
   switch (kind) {
     case Kind::kInt:
@@ -407,6 +426,64 @@ std::string_view SenmlLabelName(SenmlLabel label) {
                                                 "v",    "vs", "vb", "s",  "t",  "ut", "vd", "vlo"};
   const int index = static_cast<int>(label);
   return index < kSenmlLabelCount ? kNames[index] : "?";
+}
+
+void SenmlFields::SetText(SenmlLabel label, std::string_view value) {
+  switch (label) {
+    case SenmlLabel::kBn:
+      bn = value;
+      break;
+    case SenmlLabel::kN:
+      n = value;
+      break;
+    case SenmlLabel::kVs:
+      ++value_fields;
+      kind = SenmlRecord::Kind::kString;
+      text = value;
+      break;
+    case SenmlLabel::kVlo:
+      ++value_fields;
+      kind = SenmlRecord::Kind::kObjlnk;
+      text = value;
+      break;
+    case SenmlLabel::kVd:
+      ++value_fields;
+      kind = SenmlRecord::Kind::kData;
+      text = value;
+      break;
+    default:  // bu, u
+      break;
+  }
+}
+
+void SenmlFields::SetNumber(SenmlLabel label, const Number& value) {
+  switch (label) {
+    case SenmlLabel::kBver:
+      bver = value;
+      break;
+    case SenmlLabel::kBt:
+      bt = value;
+      break;
+    case SenmlLabel::kBv:
+      bv = value;
+      break;
+    case SenmlLabel::kT:
+      t = value;
+      break;
+    case SenmlLabel::kV:
+      ++value_fields;
+      kind = SenmlRecord::Kind::kNumber;
+      number = value;
+      break;
+    default:  // bs, s, ut
+      break;
+  }
+}
+
+void SenmlFields::SetBoolean(bool value) {
+  ++value_fields;
+  kind = SenmlRecord::Kind::kBoolean;
+  boolean = value;
 }
 
 absl::Status ResolveSenmlFields(std::string_view format, size_t index, const SenmlFields& fields,

@@ -21,6 +21,10 @@ namespace {
 
 constexpr std::string_view kJson = "json";
 
+// TS 1.0.2 §6.4.4: opaque values base64-encoded in "sv", standard alphabet.
+constexpr JsonRecordKeys kJsonKeys = {
+    .string = "sv", .opaque = "sv", .opaque_url_safe = false, .boolean = "bv", .objlnk = "ov"};
+
 struct Entry {
   SenmlRecord record;
   int value_fields = 0;
@@ -198,55 +202,11 @@ absl::Status EncodeLwm2mJson(const Path& request, std::span<const Record> record
   writer.Key("e").BeginArray();
   std::string scratch;
   for (const Record& record : records) {
-    const Value& value = record.value;
     writer.BeginObject();
-    scratch.clear();
-    naming.AppendName(&scratch, record.path);
-    if (!scratch.empty()) writer.Key("n").String(scratch);
-    switch (value.type) {
-      case ResourceType::kNone:
-        break;
-      case ResourceType::kString:
-      case ResourceType::kCorelnk:
-        writer.Key("sv").String(value.bytes);
-        break;
-      case ResourceType::kOpaque:
-        // TS 1.0.2 §6.4.4: base64 in "sv".
-        scratch.clear();
-        AppendBase64(&scratch, value.bytes, false);
-        writer.Key("sv").String(scratch);
-        break;
-      case ResourceType::kInteger:
-        writer.Key("v").Int(value.integer);
-        break;
-      case ResourceType::kUnsignedInteger:
-        writer.Key("v").Uint(value.unsigned_integer);
-        break;
-      case ResourceType::kTime:
-        writer.Key("v").Int(value.time);
-        break;
-      case ResourceType::kFloat:
-        if (!std::isfinite(value.floating)) {
-          return Invalid(kJson, absl::StrFormat("%s: %g has no JSON form", record.path.ToString(),
-                                                value.floating));
-        }
-        scratch.clear();
-        AppendDouble(&scratch, value.floating, true);
-        writer.Key("v").Raw(scratch);
-        break;
-      case ResourceType::kBoolean:
-        writer.Key("bv").Bool(value.boolean);
-        break;
-      case ResourceType::kObjlnk:
-        scratch.clear();
-        AppendObjlnk(&scratch, value.link);
-        writer.Key("ov").String(scratch);
-        break;
-    }
-    if (record.timestamp.has_value()) {
-      scratch.clear();
-      AppendDouble(&scratch, *record.timestamp, false);
-      writer.Key("t").Raw(scratch);
+    if (absl::Status status =
+            WriteJsonRecordMembers(kJson, kJsonKeys, naming, record, &writer, &scratch);
+        !status.ok()) {
+      return status;
     }
     writer.EndObject();
   }

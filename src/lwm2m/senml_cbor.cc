@@ -20,24 +20,6 @@ namespace {
 
 constexpr std::string_view kSenmlCbor = "senml-cbor";
 
-bool ItemNumber(const cbor::Item& item, Number* out) {
-  switch (item.kind) {
-    case cbor::Kind::kUnsigned:
-      *out = Number::Uint(item.argument);
-      return true;
-    case cbor::Kind::kNegative:
-      *out = item.argument <= static_cast<uint64_t>(INT64_MAX)
-                 ? Number::Int(-1 - static_cast<int64_t>(item.argument))
-                 : Number::Double(-1.0 - static_cast<double>(item.argument));
-      return true;
-    case cbor::Kind::kFloat:
-      *out = Number::Double(item.floating);
-      return true;
-    default:
-      return false;
-  }
-}
-
 absl::Status ReaderError(const cbor::Reader& reader) {
   return Invalid(kSenmlCbor, reader.ErrorMessage());
 }
@@ -84,7 +66,6 @@ absl::Status ReadField(cbor::Reader& reader, size_t index, SenmlFields* fields) 
     return Invalid(kSenmlCbor, absl::StrFormat("record %u: '%s' at byte %u is not %s", index,
                                                SenmlLabelName(label), value.offset, what));
   };
-  Number number;
   switch (label) {
     case SenmlLabel::kBn:
     case SenmlLabel::kN:
@@ -93,55 +74,23 @@ absl::Status ReadField(cbor::Reader& reader, size_t index, SenmlFields* fields) 
     case SenmlLabel::kVs:
     case SenmlLabel::kVlo:
       if (value.kind != cbor::Kind::kText) return wrong("a text string");
-      if (label == SenmlLabel::kBn) {
-        fields->bn = value.text();
-      } else if (label == SenmlLabel::kN) {
-        fields->n = value.text();
-      } else if (label == SenmlLabel::kVs || label == SenmlLabel::kVlo) {
-        ++fields->value_fields;
-        fields->kind =
-            label == SenmlLabel::kVs ? SenmlRecord::Kind::kString : SenmlRecord::Kind::kObjlnk;
-        fields->text = value.text();
-      }
+      fields->SetText(label, value.text());
       return absl::OkStatus();
     case SenmlLabel::kVd:
       if (value.kind != cbor::Kind::kBytes) return wrong("a byte string");
-      ++fields->value_fields;
-      fields->kind = SenmlRecord::Kind::kData;
-      fields->text =
-          std::string_view(reinterpret_cast<const char*>(value.bytes.data()), value.bytes.size());
+      fields->SetText(label, value.text());
       return absl::OkStatus();
     case SenmlLabel::kVb:
       if (!value.is_true() && !value.is_false()) return wrong("a boolean");
-      ++fields->value_fields;
-      fields->kind = SenmlRecord::Kind::kBoolean;
-      fields->boolean = value.is_true();
+      fields->SetBoolean(value.is_true());
       return absl::OkStatus();
-    default:
+    default: {
       // bver, bt, bv, bs, v, s, t, ut: numbers.
-      if (!ItemNumber(value, &number)) return wrong("a number");
-      switch (label) {
-        case SenmlLabel::kBver:
-          fields->bver = number;
-          break;
-        case SenmlLabel::kBt:
-          fields->bt = number;
-          break;
-        case SenmlLabel::kBv:
-          fields->bv = number;
-          break;
-        case SenmlLabel::kT:
-          fields->t = number;
-          break;
-        case SenmlLabel::kV:
-          ++fields->value_fields;
-          fields->kind = SenmlRecord::Kind::kNumber;
-          fields->number = number;
-          break;
-        default:  // bs, s, ut: checked, not used by LwM2M
-          break;
-      }
+      Number number;
+      if (!CborItemNumber(value, &number)) return wrong("a number");
+      fields->SetNumber(label, number);
       return absl::OkStatus();
+    }
   }
 }
 

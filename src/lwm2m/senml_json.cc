@@ -6,8 +6,6 @@
 // Refused: duplicate fields, must-understand fields (ending in '_'), more than one value field,
 // bver above 10, a record without a value, trailing content.
 
-#include <cmath>
-
 #include "absl/strings/str_format.h"
 #include "base/json_writer.h"
 #include "lwm2m/content_format_internal.h"
@@ -18,6 +16,10 @@ namespace lwm2md::lwm2m::content_format_internal {
 namespace {
 
 constexpr std::string_view kSenmlJson = "senml-json";
+
+// RFC 8428 §4.3: opaque values in "vd", URL-safe alphabet, no padding.
+constexpr JsonRecordKeys kSenmlJsonKeys = {
+    .string = "vs", .opaque = "vd", .opaque_url_safe = true, .boolean = "vb", .objlnk = "vlo"};
 
 absl::Status ReadField(const DecodeContext& context, const JsonInput& input, size_t index,
                        std::string_view key, json::value& value, SenmlFields* fields) {
@@ -57,38 +59,23 @@ absl::Status ReadField(const DecodeContext& context, const JsonInput& input, siz
       bool in_payload;
       if (input.GetString(value, &text, &in_payload) != simdjson::SUCCESS)
         return wrong("a valid string");
-      switch (label) {
-        case SenmlLabel::kBn:
-          fields->bn = text;  // names need only live through this decode
-          break;
-        case SenmlLabel::kN:
-          fields->n = text;
-          break;
-        case SenmlLabel::kVs:
-          ++fields->value_fields;
-          fields->kind = SenmlRecord::Kind::kString;
-          fields->text = in_payload ? text : context.out->Own(text);
-          break;
-        case SenmlLabel::kVlo:
-          ++fields->value_fields;
-          fields->kind = SenmlRecord::Kind::kObjlnk;
-          fields->text = text;  // parsed before the decode ends
-          break;
-        case SenmlLabel::kVd:
-          ++fields->value_fields;
-          fields->kind = SenmlRecord::Kind::kData;
-          if (!Base64Decode(text, context.out, &fields->text)) return wrong("base64");
-          break;
-        default:  // bu, u
-          break;
+      // Names and vlo need only live through this decode (vlo is parsed before it ends); a
+      // string value is kept, so one unescaped into the parser's memory is copied.
+      if (label == SenmlLabel::kVs && !in_payload) {
+        text = context.out->Own(text);
+      } else if (label == SenmlLabel::kVd) {
+        std::string_view bytes;
+        if (!Base64Decode(text, context.out, &bytes)) return wrong("base64");
+        text = bytes;
       }
+      fields->SetText(label, text);
       return absl::OkStatus();
     }
     case SenmlLabel::kVb: {
       if (type != json::json_type::boolean) return wrong("a boolean");
-      if (value.get_bool().get(fields->boolean) != simdjson::SUCCESS) return wrong("a boolean");
-      ++fields->value_fields;
-      fields->kind = SenmlRecord::Kind::kBoolean;
+      bool boolean = false;
+      if (value.get_bool().get(boolean) != simdjson::SUCCESS) return wrong("a boolean");
+      fields->SetBoolean(boolean);
       return absl::OkStatus();
     }
     default: {
@@ -96,27 +83,7 @@ absl::Status ReadField(const DecodeContext& context, const JsonInput& input, siz
       if (type != json::json_type::number) return wrong("a number");
       Number number;
       if (input.GetNumber(value, &number) != simdjson::SUCCESS) return wrong("a valid number");
-      switch (label) {
-        case SenmlLabel::kBver:
-          fields->bver = number;
-          break;
-        case SenmlLabel::kBt:
-          fields->bt = number;
-          break;
-        case SenmlLabel::kBv:
-          fields->bv = number;
-          break;
-        case SenmlLabel::kT:
-          fields->t = number;
-          break;
-        case SenmlLabel::kV:
-          ++fields->value_fields;
-          fields->kind = SenmlRecord::Kind::kNumber;
-          fields->number = number;
-          break;
-        default:  // bs, s, ut
-          break;
-      }
+      fields->SetNumber(label, number);
       return absl::OkStatus();
     }
   }
@@ -183,56 +150,12 @@ absl::Status EncodeSenmlJson(const Path& request, std::span<const Record> record
   std::string scratch;
   for (size_t i = 0; i < records.size(); ++i) {
     const Record& record = records[i];
-    const Value& value = record.value;
     writer.BeginObject();
     if (i == 0 && !naming.base_name.empty()) writer.Key("bn").String(naming.base_name);
-    scratch.clear();
-    naming.AppendName(&scratch, record.path);
-    if (!scratch.empty()) writer.Key("n").String(scratch);
-    switch (value.type) {
-      case ResourceType::kNone:
-        break;
-      case ResourceType::kString:
-      case ResourceType::kCorelnk:
-        writer.Key("vs").String(value.bytes);
-        break;
-      case ResourceType::kOpaque:
-        // RFC 8428 §4.3: URL-safe alphabet, no padding.
-        scratch.clear();
-        AppendBase64(&scratch, value.bytes, true);
-        writer.Key("vd").String(scratch);
-        break;
-      case ResourceType::kInteger:
-        writer.Key("v").Int(value.integer);
-        break;
-      case ResourceType::kUnsignedInteger:
-        writer.Key("v").Uint(value.unsigned_integer);
-        break;
-      case ResourceType::kTime:
-        writer.Key("v").Int(value.time);
-        break;
-      case ResourceType::kFloat:
-        if (!std::isfinite(value.floating)) {
-          return Invalid(kSenmlJson, absl::StrFormat("%s: %g has no JSON form",
-                                                     record.path.ToString(), value.floating));
-        }
-        scratch.clear();
-        AppendDouble(&scratch, value.floating, true);
-        writer.Key("v").Raw(scratch);
-        break;
-      case ResourceType::kBoolean:
-        writer.Key("vb").Bool(value.boolean);
-        break;
-      case ResourceType::kObjlnk:
-        scratch.clear();
-        AppendObjlnk(&scratch, value.link);
-        writer.Key("vlo").String(scratch);
-        break;
-    }
-    if (record.timestamp.has_value()) {
-      scratch.clear();
-      AppendDouble(&scratch, *record.timestamp, false);
-      writer.Key("t").Raw(scratch);
+    if (absl::Status status =
+            WriteJsonRecordMembers(kSenmlJson, kSenmlJsonKeys, naming, record, &writer, &scratch);
+        !status.ok()) {
+      return status;
     }
     writer.EndObject();
   }
