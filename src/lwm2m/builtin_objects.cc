@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/strings.h"
+#include "base/toml_names.h"
 
 namespace lwm2md::lwm2m {
 namespace {
@@ -27,32 +28,6 @@ constexpr std::string_view kObjectKeys[] = {"id",       "name",     "version",  
                                             "resources"};
 constexpr std::string_view kResourceKeys[] = {
     "id", "name", "ops", "type", "multiple", "mandatory", "range", "units", "description"};
-
-const char* TypeName(toml::node_type type) {
-  switch (type) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-    case toml::node_type::none:
-      break;
-  }
-  return "nothing";
-}
 
 // Reads typed values out of one parsed file, collecting every error with its line.
 class Reader {
@@ -93,7 +68,7 @@ class Reader {
     const auto* value = node->as<T>();
     if (value == nullptr) {
       Error(node->source(), key,
-            absl::StrCat("expected ", expected, ", got ", TypeName(node->type())));
+            absl::StrCat("expected ", expected, ", got ", base::TomlTypeName(node->type())));
     }
     return value != nullptr ? &value->get() : nullptr;
   }
@@ -192,7 +167,8 @@ class Reader {
     const toml::array* array = resources != nullptr ? resources->as_array() : nullptr;
     if (resources != nullptr && array == nullptr) {
       Error(resources->source(), "resources",
-            absl::StrCat("expected an array of tables, got ", TypeName(resources->type())));
+            absl::StrCat("expected an array of tables, got ",
+                         base::TomlTypeName(resources->type())));
     }
     if (array == nullptr) return definition;
     // Line of each resource id, so that a duplicate names both.
@@ -203,7 +179,7 @@ class Reader {
       const toml::table* table = element.as_table();
       if (table == nullptr) {
         Error(element.source(), absl::StrCat("resources[", i, "]"),
-              absl::StrCat("expected a table, got ", TypeName(element.type())));
+              absl::StrCat("expected a table, got ", base::TomlTypeName(element.type())));
         continue;
       }
       ResourceDefinition resource;

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/toml_names.h"
 
 namespace lwm2md::server {
 namespace {
@@ -108,32 +109,6 @@ std::string Suggestion(absl::string_view key) {
   return best;
 }
 
-const char* TypeName(toml::node_type type) {
-  switch (type) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-    case toml::node_type::none:
-      break;
-  }
-  return "nothing";
-}
-
 std::string Quoted(absl::string_view text) { return absl::StrCat("\"", text, "\""); }
 
 bool IsIpLiteral(const std::string& text) {
@@ -208,7 +183,8 @@ class Reader {
     const toml::node* node = Find(key);
     if (node == nullptr) return;
     if (!node->is_integer()) {
-      Error(key, *node, absl::StrCat("expected an integer, got ", TypeName(node->type())));
+      Error(key, *node,
+            absl::StrCat("expected an integer, got ", base::TomlTypeName(node->type())));
       return;
     }
     int64_t value = node->as_integer()->get();
@@ -231,7 +207,7 @@ class Reader {
     } else if (node->is_integer()) {
       value = static_cast<double>(node->as_integer()->get());
     } else {
-      Error(key, *node, absl::StrCat("expected a number, got ", TypeName(node->type())));
+      Error(key, *node, absl::StrCat("expected a number, got ", base::TomlTypeName(node->type())));
       return;
     }
     if (!(value >= min && value <= max)) {  // also rejects nan
@@ -246,7 +222,8 @@ class Reader {
     if (node == nullptr) return;
     if (!node->is_boolean()) {
       Error(key, *node,
-            absl::StrCat("expected a boolean (true or false), got ", TypeName(node->type())));
+            absl::StrCat("expected a boolean (true or false), got ",
+                         base::TomlTypeName(node->type())));
       return;
     }
     *out = node->as_boolean()->get();
@@ -258,7 +235,7 @@ class Reader {
     const toml::node* node = Find(key);
     if (node == nullptr) return;
     if (!node->is_string()) {
-      Error(key, *node, absl::StrCat("expected a string, got ", TypeName(node->type())));
+      Error(key, *node, absl::StrCat("expected a string, got ", base::TomlTypeName(node->type())));
       return;
     }
     const std::string& value = node->as_string()->get();
@@ -292,7 +269,7 @@ class Reader {
     const toml::array* array = node->as_array();
     if (array == nullptr) {
       Error(key, *node,
-            absl::StrCat("expected an array of addresses, got ", TypeName(node->type())));
+            absl::StrCat("expected an array of addresses, got ", base::TomlTypeName(node->type())));
       return;
     }
     if (array->empty()) {
@@ -304,7 +281,8 @@ class Reader {
     for (const toml::node& element : *array) {
       if (!element.is_string()) {
         Error(key, element,
-              absl::StrCat("expected addresses as strings, got ", TypeName(element.type())));
+              absl::StrCat("expected addresses as strings, got ",
+                           base::TomlTypeName(element.type())));
         ok = false;
         continue;
       }
@@ -333,7 +311,7 @@ class Reader {
         if (const toml::table* child = node.as_table()) {
           CheckUnknownKeys(*child, key);
         } else {
-          Error(key, node, absl::StrCat("expected a table, got ", TypeName(node.type())));
+          Error(key, node, absl::StrCat("expected a table, got ", base::TomlTypeName(node.type())));
         }
         continue;
       }
