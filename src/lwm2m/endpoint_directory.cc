@@ -1,5 +1,7 @@
 #include "lwm2m/endpoint_directory.h"
 
+#include <algorithm>
+
 #include "absl/hash/hash.h"
 #include "base/strings.h"
 
@@ -30,7 +32,13 @@ std::optional<DirectoryEntry> EndpointDirectory::Lookup(std::string_view endpoin
 void EndpointDirectory::Put(std::string_view endpoint, DirectoryEntry entry) {
   Stripe& stripe = StripeFor(endpoint);
   absl::MutexLock lock(&stripe.mutex);
-  stripe.entries.insert_or_assign(std::string(endpoint), std::move(entry));
+  Count(entry.presence, 1);
+  // try_emplace leaves entry untouched when the name is present.
+  auto [it, inserted] = stripe.entries.try_emplace(std::string(endpoint), std::move(entry));
+  if (!inserted) {
+    Count(it->second.presence, -1);
+    it->second = std::move(entry);
+  }
 }
 
 bool EndpointDirectory::Modify(std::string_view endpoint,
@@ -39,7 +47,12 @@ bool EndpointDirectory::Modify(std::string_view endpoint,
   absl::MutexLock lock(&stripe.mutex);
   auto it = stripe.entries.find(base::Absl(endpoint));
   if (it == stripe.entries.end()) return false;
+  const Presence before = it->second.presence;
   fn(it->second);
+  if (it->second.presence != before) {
+    Count(before, -1);
+    Count(it->second.presence, 1);
+  }
   return true;
 }
 
@@ -48,6 +61,7 @@ bool EndpointDirectory::Remove(std::string_view endpoint, std::string_view locat
   absl::MutexLock lock(&stripe.mutex);
   auto it = stripe.entries.find(base::Absl(endpoint));
   if (it == stripe.entries.end() || it->second.location != location) return false;
+  Count(it->second.presence, -1);
   stripe.entries.erase(it);
   return true;
 }
@@ -63,9 +77,9 @@ size_t EndpointDirectory::size() const {
 
 std::array<uint64_t, 3> EndpointDirectory::CountByPresence() const {
   std::array<uint64_t, 3> counts = {};
-  for (Stripe& stripe : stripes_) {
-    absl::MutexLock lock(&stripe.mutex);
-    for (const auto& [name, entry] : stripe.entries) ++counts[static_cast<int>(entry.presence)];
+  for (size_t i = 0; i < counts.size(); ++i) {
+    counts[i] = static_cast<uint64_t>(
+        std::max<int64_t>(presence_counts_[i].load(std::memory_order_relaxed), 0));
   }
   return counts;
 }
