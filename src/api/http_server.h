@@ -10,8 +10,10 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "api/auth.h"
 #include "metrics/registry.h"
 
 namespace httplib {
@@ -19,11 +21,17 @@ class Server;
 }  // namespace httplib
 
 namespace lwm2md::lwm2m {
+class BillingCounters;
 class EndpointConfigStore;
 class EndpointDirectory;
 class EventBus;
+class ManagementHub;
 class ObjectRegistry;
 }  // namespace lwm2md::lwm2m
+
+namespace lwm2md::store {
+class Store;
+}  // namespace lwm2md::store
 
 namespace lwm2md::api {
 
@@ -34,6 +42,16 @@ struct HttpServerOptions {
   // is open, so the pool is sized for streams plus REST traffic; streams are refused (503)
   // beyond worker_threads - 4, which leaves at least four for everything else.
   int worker_threads = 32;
+  // Bearer tokens (auth.h): every request but GET /healthz needs one of them. Start fails
+  // when there is none, so that the API is never served to anyone by mistake.
+  std::vector<ApiToken> tokens{};
+  // GET /metrics without a token, for scrapers that hold no credentials. Metric labels name
+  // endpoints, so this shows the fleet's names to whoever reaches the port.
+  bool public_metrics = false;
+  // PEM files (http.tls_cert, http.tls_key): both set serves HTTPS (TLS 1.2 or later), both
+  // empty plain HTTP. The certificate file may hold the chain after the server's own.
+  std::string tls_cert{};
+  std::string tls_key{};
 };
 
 // What the routes serve. Everything pointed to must outlive the HttpServer.
@@ -46,6 +64,12 @@ struct HttpServices {
   const lwm2m::EndpointDirectory* directory = nullptr;
   // GET /api/v1/events (server-sent events).
   lwm2m::EventBus* events = nullptr;
+  // GET /api/v1/billing (daily billable-event counts).
+  lwm2m::BillingCounters* billing = nullptr;
+  // POST /api/v1/endpoints/{name}/actions/{action} and GET .../lastKnown (which reads store;
+  // both need objects too).
+  lwm2m::ManagementHub* management = nullptr;
+  const store::Store* store = nullptr;
 };
 
 class HttpServer {
@@ -59,6 +83,8 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   uint16_t port() const { return port_; }
+  // Whether the listener speaks HTTPS.
+  bool tls() const { return !options_.tls_cert.empty(); }
   // "127.0.0.1:8080" or "[::1]:8080": the address actually bound.
   std::string ListenAddress() const;
 
@@ -73,6 +99,7 @@ class HttpServer {
   explicit HttpServer(const HttpServerOptions& options);
 
   HttpServerOptions options_;
+  std::unique_ptr<Authenticator> authenticator_;
   uint16_t port_ = 0;
   std::atomic<bool> ready_{false};
   std::atomic<bool> listen_returned_{false};

@@ -15,12 +15,18 @@ class Server;
 }  // namespace httplib
 
 namespace lwm2md::lwm2m {
+class BillingCounters;
 class EndpointConfigStore;
 class EndpointDirectory;
 class EventBus;
+class ManagementHub;
 class EventSubscription;
 class ObjectRegistry;
 }  // namespace lwm2md::lwm2m
+
+namespace lwm2md::store {
+class Store;
+}  // namespace lwm2md::store
 
 namespace lwm2md::api {
 
@@ -40,8 +46,16 @@ void AddEndpointRoutes(httplib::Server& server, lwm2m::EndpointConfigStore& endp
 // (?version=; custom objects only).
 void AddObjectRoutes(httplib::Server& server, lwm2m::ObjectRegistry& registry);
 
+// POST /api/v1/endpoints/{name}/actions/{action} (action_routes.cc) and
+// GET /api/v1/endpoints/{name}/lastKnown.
+void AddActionRoutes(httplib::Server& server, lwm2m::ManagementHub& management,
+                     lwm2m::ObjectRegistry& objects, const store::Store& store);
+
 // /api/v1/settings: GET, PUT (every setting), PATCH (some).
 void AddSettingsRoutes(httplib::Server& server, lwm2m::EndpointConfigStore& endpoints);
+
+// GET /api/v1/billing?from=&to=&endpoint=: daily counts of events per kind.
+void AddBillingRoutes(httplib::Server& server, const lwm2m::BillingCounters& billing);
 
 struct EventStreamOptions {
   // Each open stream holds an HTTP worker thread; beyond this many, GET /api/v1/events

@@ -413,14 +413,50 @@ uint16_t MessageLayer::NextMessageId(const net::PeerAddress& peer) {
   // RFC 7252 §4.4: the first id towards a peer is randomised.
   if (inserted) it->second.next_mid = absl::Uniform<uint16_t>(bitgen_);
   it->second.last_used = io_.Now();
-  return it->second.next_mid++;
+  const uint16_t raw = it->second.next_mid++;
+  if (mid_shard_bits_ == 0) return raw;
+  const int low_bits = 16 - mid_shard_bits_;
+  return static_cast<uint16_t>((routing_shard_ << low_bits) | (raw & ((1u << low_bits) - 1)));
+}
+
+void MessageLayer::SetShardRouting(int shard_id, int shard_count, ForwardHandler forward) {
+  LWM2MD_CHECK(shard_id >= 0 && shard_id < shard_count && shard_count <= (1 << kTokenShardBits));
+  routing_shard_ = shard_id;
+  routing_count_ = shard_count;
+  mid_shard_bits_ = 0;
+  while ((1 << mid_shard_bits_) < shard_count) ++mid_shard_bits_;
+  forward_ = std::move(forward);
+}
+
+int MessageLayer::TokenShard(Token token, int shard_count) {
+  if (shard_count <= 1) return 0;
+  return static_cast<int>((token >> (64 - kTokenShardBits)) % static_cast<uint64_t>(shard_count));
+}
+
+int MessageLayer::OwnerShard(const MessageView& m) const {
+  if (routing_count_ <= 1 || !forward_) return -1;
+  int owner;
+  if (std::optional<uint64_t> token = internal::DecodeToken(m.token()); token && *token != 0) {
+    owner = TokenShard(*token, routing_count_);
+  } else if (!m.token().empty()) {
+    return -1;  // not a token of ours
+  } else {
+    owner = m.message_id() >> (16 - mid_shard_bits_);
+    if (owner >= routing_count_) return -1;
+  }
+  return owner == routing_shard_ ? -1 : owner;
 }
 
 MessageLayer::Token MessageLayer::NextToken() {
   for (;;) {
     // RFC 7252 §5.3.1: tokens should not be guessable by an off-path attacker. 32 random
     // bits per token; the counter in the low half keeps live tokens distinct.
-    const Token token = (uint64_t{absl::Uniform<uint32_t>(bitgen_)} << 32) | ++token_counter_;
+    Token token = (uint64_t{absl::Uniform<uint32_t>(bitgen_)} << 32) | ++token_counter_;
+    if (routing_count_ > 1) {
+      // The shard id replaces the top random bits (22 random bits remain).
+      constexpr int kShift = 64 - kTokenShardBits;
+      token = (token & ((uint64_t{1} << kShift) - 1)) | (uint64_t(routing_shard_) << kShift);
+    }
     if (token != kNoToken && !requests_.contains(token)) return token;
   }
 }
@@ -544,6 +580,7 @@ void MessageLayer::OnAckOrReset(const net::ReceivedDatagram& d, const MessageVie
   const MidKey key{d.peer, m.message_id()};
   auto it = transmissions_.find(key);
   if (it == transmissions_.end()) {
+    if (const int owner = OwnerShard(m); owner >= 0) return forward_(owner, d);
     metrics_.Dropped(DropReason::kUnmatchedAckOrReset);
     return;
   }
@@ -614,11 +651,32 @@ void MessageLayer::OnResponseMessage(const net::ReceivedDatagram& d, const Messa
   const std::optional<uint64_t> token = internal::DecodeToken(m.token());
   auto it = token ? requests_.find(*token) : requests_.end();
   // RFC 7252 §5.3.2: a response matches by token and endpoint.
+  if (it == requests_.end()) {
+    if (const int owner = OwnerShard(m); owner >= 0) return forward_(owner, d);
+  }
   if (it == requests_.end() || !(it->second.peer == d.peer)) {
-    // RFC 7252 §4.2 (CON), §4.3 (NON), RFC 7641 §3.6 (notifications): a response nobody
-    // waits for is rejected with RST, which also ends an observation on the device.
-    metrics_.Dropped(DropReason::kUnmatchedResponse);
-    SendEmpty(d.listener, d.peer, Type::kReset, m.message_id());
+    // An observation whose device changed address is offered too (the handler knows where
+    // the device now is); a plain request answered from elsewhere is not.
+    const bool offer =
+        it == requests_.end() || it->second.state == ClientRequest::State::kObserving;
+    const bool accepted = token && offer && unmatched_handler_ &&
+                          unmatched_handler_(*token, m, d.listener, d.peer);
+    if (!accepted) {
+      // RFC 7252 §4.2 (CON), §4.3 (NON), RFC 7641 §3.6 (notifications): a response nobody
+      // waits for is rejected with RST, which also ends an observation on the device.
+      metrics_.Dropped(DropReason::kUnmatchedResponse);
+      SendEmpty(d.listener, d.peer, Type::kReset, m.message_id());
+      return;
+    }
+    if (con) {
+      SendEmpty(d.listener, d.peer, Type::kAcknowledgement, m.message_id());
+      dedup_.Insert(d.peer, m.message_id(), now, now + config_.ExchangeLifetime(),
+                    DedupCache::Kind::kEmptyAck);
+    } else {
+      dedup_.Insert(d.peer, m.message_id(), now, now + config_.NonLifetime(),
+                    DedupCache::Kind::kNonConfirmable);
+    }
+    ScheduleHousekeeping();
     return;
   }
   if (con) {
@@ -644,7 +702,8 @@ MessageLayer::Token MessageLayer::SendRequest(int listener, const net::PeerAddre
   LWM2MD_DCHECK(params.type == Type::kConfirmable || params.type == Type::kNonConfirmable);
   LWM2MD_DCHECK(CodeClass(params.method) == 0 && params.method != code::kEmpty);
   const bool con = params.type != Type::kNonConfirmable;
-  const Token token = NextToken();
+  if (params.token != kNoToken && requests_.contains(params.token)) return kNoToken;
+  const Token token = params.token != kNoToken ? params.token : NextToken();
   const uint16_t mid = NextMessageId(peer);
   MessageBuilder builder(scratch_);
   builder.Header(con ? Type::kConfirmable : Type::kNonConfirmable, params.method, mid,
@@ -671,6 +730,24 @@ MessageLayer::Token MessageLayer::SendRequest(int listener, const net::PeerAddre
   ScheduleHousekeeping();
   UpdateGauges();
   return token;
+}
+
+bool MessageLayer::AdoptObservation(Token token, int listener, const net::PeerAddress& peer,
+                                    ResponseCallback callback) {
+  LWM2MD_DCHECK_ON_SHARD();
+  if (token == kNoToken) return false;
+  auto it = requests_.find(token);
+  if (it != requests_.end() && it->second.state != ClientRequest::State::kObserving) return false;
+  ClientRequest& r = requests_[token];
+  CancelTimer(r.deadline);
+  r.state = ClientRequest::State::kObserving;
+  r.observe = true;
+  r.listener = listener;
+  r.peer = peer;
+  r.mid = 0;
+  r.callback = std::move(callback);
+  UpdateGauges();
+  return true;
 }
 
 bool MessageLayer::Cancel(Token token) {

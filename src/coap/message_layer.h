@@ -185,6 +185,9 @@ struct RequestParams {
   // Keep the token registered when the response carries Observe (RFC 7641 §3.1): the
   // writer must add the Observe option itself (options go in number order).
   bool observe = false;
+  // 0: a fresh token. Otherwise this token, which must not be in use: RFC 7641 §3.6 cancels
+  // an observation with a GET carrying Observe=1 and the observation's own token.
+  uint64_t token = 0;
 };
 
 class MessageLayer final : public net::DatagramHandler {
@@ -212,6 +215,35 @@ class MessageLayer final : public net::DatagramHandler {
   // notification with its token is answered RST (RFC 7641 §3.6), which ends an observation
   // on the device. False when the token is unknown.
   bool Cancel(Token token);
+
+  // Offered a separate response or notification that matches no request of this layer: the
+  // observation was started before a restart, or on another shard before the device's
+  // address changed. Returning true accepts it (a CON is acknowledged and the message
+  // deduplicated); false rejects it with RST, as without a handler.
+  using UnmatchedResponseHandler =
+      absl::AnyInvocable<bool(Token token, const MessageView& response, int listener,
+                              const net::PeerAddress& peer)>;
+  void SetUnmatchedResponseHandler(UnmatchedResponseHandler handler) {
+    unmatched_handler_ = std::move(handler);
+  }
+  // Registers an observation this layer did not start (see above), so that later
+  // notifications with token from peer reach callback. Replaces an observation with the same
+  // token. False if token is empty or a request in flight uses it.
+  bool AdoptObservation(Token token, int listener, const net::PeerAddress& peer,
+                        ResponseCallback callback);
+  bool HasRequest(Token token) const { return requests_.contains(token); }
+
+  // Several shards share each port (SO_REUSEPORT), and the kernel picks the shard a datagram
+  // lands on from its addresses, not from the shard that sent the request it answers: after
+  // a restart a registration is restored on one shard while its device's packets hash to
+  // another. With routing set, the tokens and message ids this layer creates carry its shard
+  // id, and a response, ACK or RST that names another shard is handed to forward instead of
+  // being dropped (the idea of Envoy's UdpListenerWorkerRouter). Call before traffic starts.
+  using ForwardHandler =
+      absl::AnyInvocable<void(int owner_shard, const net::ReceivedDatagram& datagram)>;
+  void SetShardRouting(int shard_id, int shard_count, ForwardHandler forward);
+  // The shard whose layer created token (0 without routing).
+  static int TokenShard(Token token, int shard_count);
 
   const Config& config() const { return config_; }
   // Replaces the RFC 7252 §4.8 transmission parameters (the service's CoAP timeouts, changed
@@ -376,6 +408,16 @@ class MessageLayer final : public net::DatagramHandler {
   uint64_t reported_evictions_ = 0;
   net::TimerWheel::Id housekeeping_timer_ = net::TimerWheel::kNoTimer;
   net::TimePoint next_peer_sweep_;
+  UnmatchedResponseHandler unmatched_handler_;
+  // Shard routing (SetShardRouting): tokens carry the shard in their top kTokenShardBits,
+  // message ids in their top mid_shard_bits_.
+  static constexpr int kTokenShardBits = 10;
+  int routing_shard_ = 0;
+  int routing_count_ = 1;
+  int mid_shard_bits_ = 0;
+  ForwardHandler forward_;
+  // The shard a response or empty ACK/RST belongs to, or -1 when it is this one's.
+  int OwnerShard(const MessageView& m) const;
   // Encoding buffer for one outgoing message; its bytes are copied by ShardIo::Send and,
   // where they must outlive the call, into the dedup cache or a Transmission.
   std::array<uint8_t, kMaxMessageSize> scratch_;

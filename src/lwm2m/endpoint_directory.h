@@ -34,6 +34,7 @@ std::string_view PresenceName(Presence presence);  // "offline", "connected", "m
 struct DirectoryEntry {
   int shard = 0;
   net::PeerAddress address;
+  int listener = 0;      // the socket (net listen address index) the client talks to
   std::string location;  // the registration's /rd/<id>
   Presence presence = Presence::kOffline;
   absl::Time registered_at;

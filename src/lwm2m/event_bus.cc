@@ -38,8 +38,18 @@ EventBus::~EventBus() {
   LWM2MD_CHECK(subscribers_.empty());
 }
 
+void EventBus::SetTap(EventTap tap) {
+  absl::MutexLock lock(&mutex_);
+  // Publish calls the tap without the mutex, which is only safe if nothing publishes yet.
+  LWM2MD_CHECK(!tap_ && sequence_ == 0);
+  tap_ = std::move(tap);
+}
+
 void EventBus::Publish(Event event) {
   if (event.time == absl::Time()) event.time = absl::Now();
+  // Outside the bus mutex: the tap synchronises itself, and subscribers' queues never wait
+  // for it nor it for them.
+  if (tap_) tap_(event);
   absl::MutexLock lock(&mutex_);
   event.sequence = ++sequence_;
   EventSubscription* last_match = nullptr;

@@ -6,6 +6,12 @@
 // Threads: Publish from any thread (shards included): it formats nothing and holds the bus
 // mutex only to append to each matching subscriber's bounded queue, so a slow consumer never
 // slows a shard — its queue overflows and it is told how many events it missed.
+//
+// Besides subscribers, one tap (the billable-event counters) sees every event synchronously,
+// whether anyone subscribes or not. Publishers therefore publish every event; they may skip
+// formatting the payload when HasSubscribers() is false and publish it with an empty
+// payload_json (a subscriber that arrives in that instant sees that one event's data as
+// null, as for any event without a payload).
 
 #include <atomic>
 #include <cstdint>
@@ -16,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -40,8 +47,15 @@ struct Event {
   std::string type;
   std::string endpoint;
   absl::Time time;
-  std::string payload_json;  // the event's payload object, exactly as the reference shows it
+  // The event's payload object, exactly as the reference shows it; empty when the publisher
+  // had no subscriber to format it for.
+  std::string payload_json;
 };
+
+// Called inside Publish for every event, on the publishing thread (a shard), before the
+// event is queued for subscribers and outside the bus mutex. It must be cheap, must not
+// block on I/O and must not publish.
+using EventTap = absl::AnyInvocable<void(const Event&)>;
 
 struct EventFilter {
   std::string endpoint;            // empty: every endpoint
@@ -81,8 +95,12 @@ class EventBus {
   EventBus() = default;
   ~EventBus();
 
-  // Stamps sequence (and time when unset) and queues the event for every matching subscriber.
+  // Stamps sequence (and time when unset), shows the event to the tap and queues it for
+  // every matching subscriber.
   void Publish(Event event);
+  // Sets the tap, once, before the first Publish (before the shards start): Publish reads it
+  // without a lock. What it calls must outlive every Publish.
+  void SetTap(EventTap tap);
   std::unique_ptr<EventSubscription> Subscribe(EventFilter filter, size_t capacity = 4096);
   // Wakes every waiting subscriber (Next returns nullopt) so that streams end on shutdown.
   void Close();
@@ -101,6 +119,7 @@ class EventBus {
   uint64_t sequence_ ABSL_GUARDED_BY(mutex_) = 0;
   bool closed_ ABSL_GUARDED_BY(mutex_) = false;
   std::atomic<int> subscriber_count_{0};
+  EventTap tap_;  // written once by SetTap before any Publish, then only read
 };
 
 }  // namespace lwm2md::lwm2m

@@ -357,6 +357,18 @@ void RegistrationService::Persist(
   });
 }
 
+void RegistrationService::PersistWrites(const std::function<void(store::WriteBatch&)>& write,
+                                        absl::AnyInvocable<void(const absl::Status&)> done) {
+  Persist(write, [done = std::move(done)](RegistrationService&, const absl::Status& status) mutable {
+    if (done) done(status);
+  });
+}
+
+const Registration* RegistrationService::FindByAddress(const net::PeerAddress& address) const {
+  auto it = by_address_.find(address);
+  return it == by_address_.end() ? nullptr : &it->second->registration;
+}
+
 void RegistrationService::FlushPersist() {
   if (pending_done_.empty()) return;
   RegistrationHub* hub = &hub_;
@@ -406,14 +418,17 @@ void RegistrationService::CommitRegister(Registration registration, Admission ad
         }
         Entry* entry = service.Install(std::move(registration), admission.missing_timeout);
         service.metrics_.registers.Add();
+        if (service.listener_ != nullptr) service.listener_->OnActive(entry->registration, true);
         const std::string& id = entry->registration.id;
         response.Respond(coap::Response(coap::code::kCreated)
                              .Option(coap::option::kLocationPath, std::string_view("rd"))
                              .Option(coap::option::kLocationPath, id));
-        if (service.hub_.options().events->HasSubscribers()) {
-          service.Publish(event_type::kRegister, entry->registration,
-                          entry->registration.EventPayload());
-        }
+        // Always published (the billing tap counts every event); the payload is formatted
+        // only for a subscriber.
+        service.Publish(event_type::kRegister, entry->registration,
+                        service.hub_.options().events->HasSubscribers()
+                            ? entry->registration.EventPayload()
+                            : std::string());
       });
 }
 
@@ -473,18 +488,25 @@ void RegistrationService::CommitUpdate(Registration updated, coap::DeferredRespo
         }
         Entry* current = it->second.get();
         const bool was_missing = current->missing;
+        if (auto a = service.by_address_.find(current->registration.address);
+            a != service.by_address_.end() && a->second == current) {
+          service.by_address_.erase(a);
+        }
+        service.by_address_[updated.address] = current;
         current->registration = std::move(updated);
         current->missing = false;
         service.ScheduleTimers(current);
         const Registration& r = current->registration;
         service.hub_.options().directory->Modify(r.endpoint, [&](DirectoryEntry& d) {
           d.address = r.address;
+          d.listener = r.listener;
           d.presence = Presence::kConnected;
           d.last_seen = r.last_seen;
           d.lifetime_seconds = r.lifetime_seconds;
           d.binding = BindingString(r.binding, r.queue_mode);
         });
         service.metrics_.updates.Add();
+        if (service.listener_ != nullptr) service.listener_->OnActive(r, /*registered=*/false);
         response.Respond(coap::Response(coap::code::kChanged));
         if (was_missing) {
           service.metrics_.back.Add();
@@ -492,9 +514,10 @@ void RegistrationService::CommitUpdate(Registration updated, coap::DeferredRespo
           json.BeginObject().Key("lastSeen").String(Rfc3339(r.last_seen)).EndObject();
           service.Publish(event_type::kBack, r, json.Take());
         }
-        if (service.hub_.options().events->HasSubscribers()) {
-          service.Publish(event_type::kUpdate, r, r.EventPayload());
-        }
+        // Always published, formatted only for a subscriber (as for Register).
+        service.Publish(event_type::kUpdate, r,
+                        service.hub_.options().events->HasSubscribers() ? r.EventPayload()
+                                                                         : std::string());
       });
 }
 
@@ -548,7 +571,7 @@ void RegistrationService::MoveHereThen(std::string_view id,
     if (it != owner_service.by_id_.end()) {
       missing_timeout = it->second->missing_timeout;
       moved = it->second->registration;
-      owner_service.Remove(it->second.get(), RemoveReason::kMoved);
+      owner_service.Remove(it->second.get(), RemoveReason::kMoved, here);
     }
     hub->RunOn(here, [moved = std::move(moved), missing_timeout,
                       then = std::move(then)](RegistrationService& service) mutable {
@@ -568,10 +591,12 @@ RegistrationService::Entry* RegistrationService::Install(Registration registrati
   Entry* raw = entry.get();
   const Registration& r = raw->registration;
   by_endpoint_[r.endpoint] = raw;
+  by_address_[r.address] = raw;
   hub_.IndexId(r.id, r.endpoint);
   DirectoryEntry directory_entry;
   directory_entry.shard = shard_id_;
   directory_entry.address = r.address;
+  directory_entry.listener = r.listener;
   directory_entry.location = r.location();
   directory_entry.presence = Presence::kConnected;
   directory_entry.registered_at = r.registered_at;
@@ -586,11 +611,15 @@ RegistrationService::Entry* RegistrationService::Install(Registration registrati
   return raw;
 }
 
-void RegistrationService::Remove(Entry* entry, RemoveReason reason) {
+void RegistrationService::Remove(Entry* entry, RemoveReason reason, int to_shard) {
   shard_.timers().Cancel(entry->expiry_timer);
   shard_.timers().Cancel(entry->missing_timer);
   // Copied: the entry is destroyed below.
   const Registration registration = std::move(entry->registration);
+  if (listener_ != nullptr) listener_->OnRemoved(registration.endpoint, reason, to_shard);
+  if (auto a = by_address_.find(registration.address); a != by_address_.end() && a->second == entry) {
+    by_address_.erase(a);
+  }
   by_endpoint_.erase(registration.endpoint);
   by_id_.erase(registration.id);
   metrics_.active.Set(by_id_.size());

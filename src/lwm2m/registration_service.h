@@ -73,6 +73,21 @@ struct RegistrationMetrics {
 
 class RegistrationService;
 
+// Why a registration left a shard.
+enum class RemoveReason : uint8_t { kDeregistered, kExpired, kReplaced, kMoved };
+
+// Told what happens to the registrations of one shard (the device management service of the
+// same shard: queue mode wakes on these, and a device's queued requests follow it). Called on
+// the shard thread.
+class RegistrationListener {
+ public:
+  virtual ~RegistrationListener() = default;
+  // A Register (registered = true) or Update was stored and answered: the device is awake.
+  virtual void OnActive(const Registration& registration, bool registered) = 0;
+  // The registration is gone from this shard; to_shard is its new shard when moved, else -1.
+  virtual void OnRemoved(const std::string& endpoint, RemoveReason reason, int to_shard) = 0;
+};
+
 class RegistrationHub {
  public:
   struct Options {
@@ -140,6 +155,14 @@ class RegistrationService {
 
   size_t size() const { return by_id_.size(); }
   const Registration* FindByEndpoint(std::string_view endpoint) const;
+  // The registration of the client at address (for requests that carry no location, such as
+  // Send to /dp).
+  const Registration* FindByAddress(const net::PeerAddress& address) const;
+  void SetListener(RegistrationListener* listener) { listener_ = listener; }
+  // Adds writes to this loop turn's store batch (other services of the shard share it: one
+  // commit per turn); done runs on this shard once they are durable or failed.
+  void PersistWrites(const std::function<void(store::WriteBatch&)>& write,
+                     absl::AnyInvocable<void(const absl::Status&)> done);
 
  private:
   struct Entry {
@@ -149,7 +172,6 @@ class RegistrationService {
     net::TimerWheel::Id expiry_timer = net::TimerWheel::kNoTimer;
     net::TimerWheel::Id missing_timer = net::TimerWheel::kNoTimer;
   };
-  enum class RemoveReason : uint8_t { kDeregistered, kExpired, kReplaced, kMoved };
 
   void OnRequest(coap::Exchange& exchange);
   void OnRegister(coap::Exchange& exchange);
@@ -171,7 +193,7 @@ class RegistrationService {
   void CommitUpdate(Registration updated, coap::DeferredResponse response);
 
   Entry* Install(Registration registration, absl::Duration missing_timeout);
-  void Remove(Entry* entry, RemoveReason reason);
+  void Remove(Entry* entry, RemoveReason reason, int to_shard = -1);
   void ScheduleTimers(Entry* entry);
   void OnExpired(const std::string& id);
   void OnMissing(const std::string& id);
@@ -187,6 +209,8 @@ class RegistrationService {
   const int shard_id_;
   absl::flat_hash_map<std::string, std::unique_ptr<Entry>> by_id_;
   absl::flat_hash_map<std::string, Entry*> by_endpoint_;
+  absl::flat_hash_map<net::PeerAddress, Entry*> by_address_;
+  RegistrationListener* listener_ = nullptr;
   absl::BitGen random_;
   store::WriteBatch pending_writes_;
   std::vector<absl::AnyInvocable<void(RegistrationService&, const absl::Status&)>> pending_done_;

@@ -19,13 +19,17 @@ class ShardCoap final : public net::DatagramHandler {
  public:
   ShardCoap(const coap::Config& config, net::Shard& shard, coap::CoapMetrics& metrics,
             const std::shared_ptr<coap::DiagnosticBody>& diagnostic,
-            lwm2m::RegistrationHub* registrations)
+            lwm2m::RegistrationHub* registrations, lwm2m::ManagementHub* management)
       : tree_(config), layer_(shard, config, metrics, tree_) {
     if (config.diagnostic_resource) {
       LWM2MD_CHECK(coap::RegisterDiagnosticResource(tree_, shard, diagnostic).ok());
     }
     if (registrations != nullptr) {
       registrations_ = std::make_unique<lwm2m::RegistrationService>(shard, tree_, *registrations);
+      if (management != nullptr) {
+        management_ = std::make_unique<lwm2m::ManagementService>(shard, tree_, layer_,
+                                                                 *registrations_, *management);
+      }
     }
   }
 
@@ -37,6 +41,8 @@ class ShardCoap final : public net::DatagramHandler {
   // Destroyed after the layer (whose deferred responses it holds), before the tree.
   std::unique_ptr<lwm2m::RegistrationService> registrations_;
   coap::MessageLayer layer_;
+  // Destroyed first: it uses the layer and the registrations.
+  std::unique_ptr<lwm2m::ManagementService> management_;
 };
 
 }  // namespace
@@ -54,10 +60,23 @@ coap::Config ToCoapConfig(const Config& config) {
   return c;
 }
 
-CoapWiring::CoapWiring(const coap::Config& coap, lwm2m::RegistrationHub* registrations)
+lwm2m::ManagementLimits ToManagementLimits(const Config& config) {
+  lwm2m::ManagementLimits limits;
+  limits.max_in_flight_per_endpoint = static_cast<int>(config.lwm2m.max_in_flight_per_endpoint);
+  limits.max_queued_per_endpoint = config.lwm2m.max_queued_requests_per_endpoint;
+  limits.max_pending_per_shard = config.lwm2m.max_pending_requests_per_shard;
+  limits.max_payload_bytes = config.lwm2m.max_request_payload_bytes;
+  limits.queue_awake_window = absl::Seconds(config.lwm2m.queue_awake_window_s);
+  return limits;
+}
+
+CoapWiring::CoapWiring(const coap::Config& coap, lwm2m::RegistrationHub* registrations,
+                       lwm2m::ManagementHub* management)
     : coap_config_(coap),
       diagnostic_(std::make_shared<coap::DiagnosticBody>()),
-      registrations_(registrations) {}
+      registrations_(registrations),
+      management_(management),
+      shards_(registrations != nullptr ? static_cast<size_t>(registrations->shards()) : 0) {}
 
 std::unique_ptr<net::DatagramHandler> CoapWiring::MakeHandler(net::Shard& shard) {
   coap::CoapMetrics* probe;
@@ -68,7 +87,27 @@ std::unique_ptr<net::DatagramHandler> CoapWiring::MakeHandler(net::Shard& shard)
     probes_[id] = std::make_unique<coap::CoapMetrics>();
     probe = probes_[id].get();
   }
-  return std::make_unique<ShardCoap>(coap_config_, shard, *probe, diagnostic_, registrations_);
+  auto handler = std::make_unique<ShardCoap>(coap_config_, shard, *probe, diagnostic_,
+                                             registrations_, management_);
+  const int count = static_cast<int>(shards_.size());
+  if (count > 1 && shard.shard_id() < count) {
+    shards_[static_cast<size_t>(shard.shard_id())].store(&shard);
+    handler->layer().SetShardRouting(
+        shard.shard_id(), count, [this](int owner, const net::ReceivedDatagram& datagram) {
+          net::Shard* target = shards_[static_cast<size_t>(owner)].load();
+          if (target == nullptr) return;
+          // Copied: the datagram's buffer goes back to the ring when this returns.
+          target->Post([target, listener = datagram.listener, peer = datagram.peer,
+                        bytes = std::vector<uint8_t>(datagram.bytes.begin(),
+                                                     datagram.bytes.end())] {
+            // Every handler of the group is a ShardCoap (MakeHandler); absent once stopping.
+            net::DatagramHandler* handler = target->handler();
+            if (handler == nullptr) return;
+            handler->OnDatagram(net::ReceivedDatagram{listener, peer, bytes});
+          });
+        });
+  }
+  return handler;
 }
 
 void CoapWiring::ApplyTransmissionParameters(net::ShardGroup& group, uint32_t ack_timeout_ms,

@@ -2,6 +2,7 @@
 // The seam between the server and the CoAP layer: how each shard gets its CoAP message
 // layer and resource tree, and how the layer's per-shard probes reach /metrics.
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -11,6 +12,7 @@
 
 #include "coap/config.h"
 #include "coap/diagnostic_resource.h"
+#include "lwm2m/device_management.h"
 #include "lwm2m/registration_service.h"
 #include "metrics/registry.h"
 #include "net/shard.h"
@@ -21,14 +23,17 @@ namespace lwm2md::server {
 // coap::Config from the [coap] section. The separate-ACK delay (not a configuration key)
 // is kept below half of ack_timeout_ms so that a client never retransmits before it.
 coap::Config ToCoapConfig(const Config& config);
+// The device management limits from the [lwm2m] section.
+lwm2m::ManagementLimits ToManagementLimits(const Config& config);
 
 // What the shards' CoAP handlers share; created before the shard group and outliving it.
 class CoapWiring {
  public:
   // coap: the CoAP configuration of every shard (ToCoapConfig, with the service settings'
   // transmission parameters). registrations (may be null: plain CoAP without /rd, for tests)
-  // must outlive the handlers.
-  CoapWiring(const coap::Config& coap, lwm2m::RegistrationHub* registrations);
+  // and management (may be null; needs registrations) must outlive the handlers.
+  CoapWiring(const coap::Config& coap, lwm2m::RegistrationHub* registrations,
+             lwm2m::ManagementHub* management = nullptr);
 
   // One shard's handler: its probe, resource tree and message layer. Called by
   // net::ShardGroup on that shard's thread.
@@ -49,6 +54,11 @@ class CoapWiring {
   // One /diag body for the process (see DiagnosticBody).
   const std::shared_ptr<coap::DiagnosticBody> diagnostic_;
   lwm2m::RegistrationHub* const registrations_;
+  lwm2m::ManagementHub* const management_;
+  // Every shard of the group, by id, for handing a datagram to the shard that owns it
+  // (MessageLayer::SetShardRouting). Filled as MakeHandler runs on each shard, before any
+  // traffic.
+  std::vector<std::atomic<net::Shard*>> shards_;
   // Each shard's probe, by shard id. Owned here rather than by the handler, which dies on
   // its shard thread at Stop, while /metrics may still be scraped.
   absl::Mutex probes_mutex_;

@@ -52,6 +52,10 @@ constexpr absl::string_view kKnownKeys[] = {
     "http.address",
     "http.port",
     "http.worker_threads",
+    "http.tokens",
+    "http.public_metrics",
+    "http.tls_cert",
+    "http.tls_key",
     "store.path",
     "store.map_size_mb",
     "store.durability",
@@ -59,6 +63,13 @@ constexpr absl::string_view kKnownKeys[] = {
     "store.max_batch_operations",
     "lwm2m.objects_dir",
     "lwm2m.allow_unknown_endpoints",
+    "lwm2m.max_in_flight_per_endpoint",
+    "lwm2m.max_queued_requests_per_endpoint",
+    "lwm2m.max_pending_requests_per_shard",
+    "lwm2m.max_request_payload_bytes",
+    "lwm2m.queue_awake_window_s",
+    "billing.flush_interval_ms",
+    "billing.endpoint_metrics",
 };
 
 bool IsKnownKey(absl::string_view key) {
@@ -126,7 +137,9 @@ class Origins {
   explicit Origins(absl::string_view file_name) : file_name_(file_name) {}
 
   void SetOverride(const std::string& key, absl::string_view text) {
-    overrides_[key] = absl::StrCat("--set ", text);
+    // Errors quote the origin, and an inline token is a secret: never echo it.
+    overrides_[key] = absl::StartsWith(key, "http.tokens") ? absl::StrCat("--set ", key, "=...")
+                                                           : absl::StrCat("--set ", text);
   }
 
   std::string Of(absl::string_view key, const toml::node& node) const {
@@ -161,6 +174,13 @@ class Reader {
 
   void Error(absl::string_view key, const toml::node& node, absl::string_view message) {
     errors_.push_back(absl::StrCat(origins_.Of(key, node), ": ", key, ": ", message));
+  }
+
+  // For a value inside the array at array_key, whose shown key (http.tokens[1].name) Origins
+  // does not know.
+  void ErrorIn(absl::string_view array_key, absl::string_view key, const toml::node& node,
+               absl::string_view message) {
+    errors_.push_back(absl::StrCat(origins_.Of(array_key, node), ": ", key, ": ", message));
   }
 
   // The value at a dotted key, or nullptr when absent (the default stays). Parent tables
@@ -337,6 +357,123 @@ std::string RequireNonEmpty(const std::string& value) {
   return value.empty() ? "must not be empty" : "";
 }
 
+std::string AnyString(const std::string&) { return ""; }
+
+bool IsTokenNameChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+}
+
+// [[http.tokens]]: tables of name, token or token_file, access. Errors name the element
+// (http.tokens[1].access) and never quote a secret. A token_file is read here, relative to
+// the working directory, so that only its digest is kept.
+void ReadTokens(Reader& reader, std::vector<api::ApiToken>* out) {
+  constexpr absl::string_view kKey = "http.tokens";
+  const toml::node* node = reader.Find(kKey);
+  if (node == nullptr) return;
+  const toml::array* array = node->as_array();
+  if (array == nullptr) {
+    reader.Error(kKey, *node,
+                 absl::StrCat("expected an array of tables ([[http.tokens]]), got ",
+                              base::TomlTypeName(node->type())));
+    return;
+  }
+  std::vector<api::ApiToken> tokens;
+  bool ok = true;
+  for (size_t i = 0; i < array->size(); ++i) {
+    const toml::node& element = *array->get(i);
+    const std::string prefix = absl::StrCat(kKey, "[", i, "]");
+    auto error = [&](absl::string_view field, const toml::node& at, absl::string_view message) {
+      reader.ErrorIn(kKey, field.empty() ? prefix : absl::StrCat(prefix, ".", field), at, message);
+      ok = false;
+    };
+    const toml::table* table = element.as_table();
+    if (table == nullptr) {
+      error("", element,
+            absl::StrCat("expected a table of name, token or token_file, and access, got ",
+                         base::TomlTypeName(element.type())));
+      continue;
+    }
+    for (const auto& [key, value] : *table) {
+      const absl::string_view field = Absl(key.str());
+      if (field != "name" && field != "token" && field != "token_file" && field != "access") {
+        error(field, value, "unknown key (expected name, token, token_file or access)");
+      }
+    }
+    auto string_at = [&](absl::string_view field) -> const std::string* {
+      const toml::node* value = table->get(Std(field));
+      if (value == nullptr) return nullptr;
+      if (!value->is_string()) {
+        error(field, *value,
+              absl::StrCat("expected a string, got ", base::TomlTypeName(value->type())));
+        return nullptr;
+      }
+      return &value->as_string()->get();
+    };
+
+    api::ApiToken token;
+    if (const std::string* name = string_at("name")) {
+      if (name->empty() || name->size() > 64 ||
+          !std::all_of(name->begin(), name->end(), IsTokenNameChar)) {
+        error("name", *table->get("name"),
+              "must be 1 to 64 letters, digits, '.', '_' or '-' (it is shown in logs)");
+      } else if (std::any_of(tokens.begin(), tokens.end(),
+                             [&](const api::ApiToken& t) { return t.name == *name; })) {
+        error("name", *table->get("name"), absl::StrCat(Quoted(*name), " is used twice"));
+      }
+      token.name = *name;
+    } else if (table->get("name") == nullptr) {
+      error("name", element, "required");
+    }
+
+    bool have_digest = false;
+    const toml::node* inline_secret = table->get("token");
+    const toml::node* secret_file = table->get("token_file");
+    if (inline_secret != nullptr && secret_file != nullptr) {
+      error("token_file", *secret_file, "set either token or token_file, not both");
+    } else if (inline_secret == nullptr && secret_file == nullptr) {
+      error("token", element, "required (or token_file, a file holding it)");
+    } else if (inline_secret != nullptr) {
+      if (const std::string* secret = string_at("token")) {
+        if (absl::Status valid = api::ValidateTokenSecret(*secret); !valid.ok()) {
+          error("token", *inline_secret, valid.message());
+        } else {
+          token.digest = api::DigestToken(*secret);
+          have_digest = true;
+        }
+      }
+    } else if (const std::string* path = string_at("token_file")) {
+      absl::StatusOr<std::string> secret = api::ReadTokenFile(*path);
+      if (!secret.ok()) {
+        error("token_file", *secret_file, secret.status().message());
+      } else {
+        token.digest = api::DigestToken(*secret);
+        have_digest = true;
+      }
+    }
+    if (have_digest) {
+      for (size_t j = 0; j < tokens.size(); ++j) {
+        if (tokens[j].digest == token.digest) {
+          error(inline_secret != nullptr ? "token" : "token_file", *table,
+                absl::StrCat("the same token as ", kKey, "[", j, "]"));
+        }
+      }
+    }
+
+    if (const std::string* access = string_at("access")) {
+      if (*access == "read-only") {
+        token.access = api::TokenAccess::kReadOnly;
+      } else if (*access == "read-write") {
+        token.access = api::TokenAccess::kReadWrite;
+      } else {
+        error("access", *table->get("access"),
+              absl::StrCat("must be one of \"read-only\", \"read-write\", got ", Quoted(*access)));
+      }
+    }
+    tokens.push_back(std::move(token));
+  }
+  if (ok) *out = std::move(tokens);
+}
+
 Config ReadConfig(Reader& reader) {
   Config config;
   reader.ReadInteger("shards", 0, 1024, &config.shards);
@@ -386,6 +523,17 @@ Config ReadConfig(Reader& reader) {
   reader.ReadString("http.address", &config.http.address, RequireIp);
   reader.ReadInteger("http.port", 0, 65535, &config.http.port);
   reader.ReadInteger("http.worker_threads", 1, 1024, &config.http.worker_threads);
+  ReadTokens(reader, &config.http.tokens);
+  reader.ReadBool("http.public_metrics", &config.http.public_metrics);
+  reader.ReadString("http.tls_cert", &config.http.tls_cert, AnyString);
+  reader.ReadString("http.tls_key", &config.http.tls_key, AnyString);
+  if (config.http.tls_cert.empty() != config.http.tls_key.empty()) {
+    const absl::string_view set = config.http.tls_cert.empty() ? "http.tls_key" : "http.tls_cert";
+    const absl::string_view unset = config.http.tls_cert.empty() ? "http.tls_cert" : "http.tls_key";
+    if (const toml::node* node = reader.Find(set)) {
+      reader.Error(set, *node, absl::StrCat("needs ", unset, " too (both or neither)"));
+    }
+  }
   reader.ReadString("store.path", &config.store.path, RequireNonEmpty);
   // LMDB reserves the map's address space up front; 1 TiB is far beyond one node's needs.
   reader.ReadInteger("store.map_size_mb", 1, 1 << 20, &config.store.map_size_mb);
@@ -399,6 +547,17 @@ Config ReadConfig(Reader& reader) {
                      &config.store.max_batch_operations);
   reader.ReadString("lwm2m.objects_dir", &config.lwm2m.objects_dir, RequireNonEmpty);
   reader.ReadBool("lwm2m.allow_unknown_endpoints", &config.lwm2m.allow_unknown_endpoints);
+  reader.ReadInteger("lwm2m.max_in_flight_per_endpoint", 1, 64,
+                     &config.lwm2m.max_in_flight_per_endpoint);
+  reader.ReadInteger("lwm2m.max_queued_requests_per_endpoint", 0, 100000,
+                     &config.lwm2m.max_queued_requests_per_endpoint);
+  reader.ReadInteger("lwm2m.max_pending_requests_per_shard", 1, 100000000,
+                     &config.lwm2m.max_pending_requests_per_shard);
+  reader.ReadInteger("lwm2m.max_request_payload_bytes", 16, 3072,
+                     &config.lwm2m.max_request_payload_bytes);
+  reader.ReadInteger("lwm2m.queue_awake_window_s", 1, 86400, &config.lwm2m.queue_awake_window_s);
+  reader.ReadInteger("billing.flush_interval_ms", 100, 3600000, &config.billing.flush_interval_ms);
+  reader.ReadBool("billing.endpoint_metrics", &config.billing.endpoint_metrics);
   return config;
 }
 

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "api/auth.h"
 #include "base/log.h"
 #include "net/shard.h"
 #include "store/store.h"
@@ -50,6 +51,13 @@ struct Config {
     uint16_t port = 8080;
     // Each open event stream holds one worker for as long as it is open.
     uint32_t worker_threads = 32;
+    // [[http.tokens]], as digests: the secrets (inline or read from token_file) are not kept.
+    // Empty: one read-write token generated into <store.path>/api-token.
+    std::vector<api::ApiToken> tokens;
+    bool public_metrics = false;  // GET /metrics without a token
+    // PEM files; both set: HTTPS. Checked when the listener starts.
+    std::string tls_cert;
+    std::string tls_key;
     bool operator==(const Http&) const = default;
   } http;
 
@@ -67,8 +75,23 @@ struct Config {
     // Lets endpoints that have no configuration register without security, whatever the
     // service setting says (the two are or-ed): for labs and load tests.
     bool allow_unknown_endpoints = false;
+    // Device management limits (lwm2m::ManagementLimits).
+    uint32_t max_in_flight_per_endpoint = 1;
+    uint32_t max_queued_requests_per_endpoint = 64;
+    uint32_t max_pending_requests_per_shard = 100000;
+    uint32_t max_request_payload_bytes = 3072;
+    uint32_t queue_awake_window_s = 93;
     bool operator==(const Lwm2m&) const = default;
   } lwm2m;
+
+  struct Billing {
+    // How often the billable-event counters are written to the store; a crash loses at most
+    // this much counting.
+    uint32_t flush_interval_ms = 5000;
+    // lwm2md_endpoint_billable_events_total: one series per endpoint and billable kind.
+    bool endpoint_metrics = true;
+    bool operator==(const Billing&) const = default;
+  } billing;
 
   bool operator==(const Config&) const = default;
 };

@@ -109,6 +109,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
     LWM2MD_LOG(kError, "store failed, stopping: %s", status.message());
     if (on_fatal) on_fatal(std::move(status));
   });
+  // Billable-event counting sees every event from the first one on.
+  server->billing_ = std::make_unique<lwm2m::BillingCounters>(lwm2m::BillingOptions{
+      .store = server->store_.get(),
+      .flush_interval = absl::Milliseconds(config.billing.flush_interval_ms),
+      .endpoint_metrics = config.billing.endpoint_metrics});
+  server->events_.SetTap(server->billing_->Tap());
+  server->billing_->Start();
 
   absl::StatusOr<std::vector<lwm2m::ObjectDefinition>> built_in =
       lwm2m::LoadBuiltInObjects(config.lwm2m.objects_dir);
@@ -150,6 +157,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
   }
   LWM2MD_LOG(kInfo, "registrations: %d restored from %s",
              static_cast<int>(server->registrations_->stored_count()), config.store.path);
+  lwm2m::ManagementHub::Options management_options;
+  management_options.shards = server->registrations_->shards();
+  management_options.store = server->store_.get();
+  management_options.objects = server->objects_.get();
+  management_options.directory = &server->directory_;
+  management_options.events = &server->events_;
+  management_options.limits = ToManagementLimits(config);
+  server->management_ = std::make_unique<lwm2m::ManagementHub>(std::move(management_options));
+  if (absl::Status status = server->management_->LoadStored(); !status.ok()) return status;
   coap::Config coap_config = ToCoapConfig(config);
   {
     const lwm2m::ServiceSettings settings = server->endpoints_->settings();
@@ -160,7 +176,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
         std::min(coap_config.separate_ack_delay_ms, coap_config.ack_timeout_ms / 2);
     if (absl::Status valid = coap_config.Validate(); !valid.ok()) return valid;
   }
-  server->coap_ = std::make_unique<CoapWiring>(coap_config, server->registrations_.get());
+  server->coap_ = std::make_unique<CoapWiring>(coap_config, server->registrations_.get(),
+                                               server->management_.get());
 
   api::HttpServices services;
   services.metrics = &server->registry_;
@@ -168,10 +185,26 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
   services.endpoints = server->endpoints_.get();
   services.objects = server->objects_.get();
   services.events = &server->events_;
+  services.management = server->management_.get();
+  services.store = server->store_.get();
+  services.billing = server->billing_.get();
+  // Without configured tokens, one generated on the first start and kept with the data.
+  std::vector<api::ApiToken> tokens = config.http.tokens;
+  if (tokens.empty()) {
+    const std::string path = (std::filesystem::path(config.store.path) / "api-token").string();
+    absl::StatusOr<std::string> secret = api::LoadOrCreateTokenFile(path);
+    if (!secret.ok()) return absl::FailedPreconditionError(secret.status().message());
+    tokens.push_back(api::MakeApiToken("api-token", *secret, api::TokenAccess::kReadWrite));
+    LWM2MD_LOG(kInfo, "API token in %s", path);
+  }
   absl::StatusOr<std::unique_ptr<api::HttpServer>> http = api::HttpServer::Start(
       {.address = config.http.address,
        .port = config.http.port,
-       .worker_threads = static_cast<int>(config.http.worker_threads)},
+       .worker_threads = static_cast<int>(config.http.worker_threads),
+       .tokens = std::move(tokens),
+       .public_metrics = config.http.public_metrics,
+       .tls_cert = config.http.tls_cert,
+       .tls_key = config.http.tls_key},
       services);
   if (!http.ok()) return http.status();
   server->http_ = *std::move(http);
@@ -187,6 +220,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
   server->coap_->AddMetrics(server->registry_, *server->group_);
   AddStoreMetrics(server->registry_, *server->store_);
   AddRegistrationMetrics(server->registry_, *server->registrations_, server->directory_);
+  AddManagementMetrics(server->registry_, *server->management_);
+  // The shards run: requests left waiting by the last run wait again, the ones it had sent
+  // end in error events.
+  server->management_->ResumeStored();
+  AddBillingMetrics(server->registry_, *server->billing_);
   net::ShardGroup* group_ptr = server->group_.get();
   server->endpoints_->OnSettingsChanged([group_ptr](const lwm2m::ServiceSettings& settings) {
     CoapWiring::ApplyTransmissionParameters(*group_ptr, settings.coap_ack_timeout_ms,
@@ -197,7 +235,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
   for (const net::BoundListener& listener : server->group_->listeners()) {
     LWM2MD_LOG(kInfo, "listening %s %s", listener.spec.purpose, listener.local.ToString());
   }
-  LWM2MD_LOG(kInfo, "listening http %s", server->http_->ListenAddress());
+  LWM2MD_LOG(kInfo, "listening %s %s", server->http_->tls() ? "https" : "http",
+             server->http_->ListenAddress());
   LWM2MD_LOG(kInfo, "lwm2md ready: %d shards, backend %s", server->group_->size(),
              net::BackendName(server->group_->backend()));
   server->http_->SetReady(true);
@@ -212,6 +251,8 @@ void Server::Stop() {
   // Ends the event streams, so that the HTTP workers serving them return.
   events_.Close();
   if (http_ != nullptr) http_->Stop();
+  // The shards are stopped: the last counts go in before the store's final flush.
+  if (billing_ != nullptr) billing_->Stop();
   if (store_ != nullptr) {
     if (absl::Status status = store_->Flush(); !status.ok()) {
       LWM2MD_LOG(kError, "store flush at stop: %s", status.message());

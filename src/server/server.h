@@ -10,6 +10,8 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "api/http_server.h"
+#include "lwm2m/billing.h"
+#include "lwm2m/device_management.h"
 #include "lwm2m/endpoint_config.h"
 #include "lwm2m/endpoint_directory.h"
 #include "lwm2m/event_bus.h"
@@ -54,6 +56,8 @@ class Server {
   const lwm2m::EndpointDirectory& directory() const { return directory_; }
   lwm2m::EndpointConfigStore& endpoints() { return *endpoints_; }
   lwm2m::ObjectRegistry& objects() { return *objects_; }
+  lwm2m::ManagementHub& management() { return *management_; }
+  lwm2m::BillingCounters& billing() { return *billing_; }
 
  private:
   explicit Server(const Config& config) : config_(config) {}
@@ -66,12 +70,16 @@ class Server {
   std::unique_ptr<lwm2m::EndpointConfigStore> endpoints_;
   std::unique_ptr<lwm2m::ObjectRegistry> objects_;
   std::unique_ptr<lwm2m::RegistrationHub> registrations_;
+  std::unique_ptr<lwm2m::ManagementHub> management_;
   std::unique_ptr<CoapWiring> coap_;
   // Declared after the group, hence destroyed before it but after Stop joined the shards:
   // the writer's last completions post into the (stopped) shards' inboxes, which must still
   // exist then.
   std::unique_ptr<net::ShardGroup> group_;
   std::unique_ptr<store::Store> store_;
+  // After the store, hence destroyed before it: its flusher writes through the store. The
+  // bus's tap points here; nothing publishes once Stop has stopped the shards.
+  std::unique_ptr<lwm2m::BillingCounters> billing_;
   // Declared last, hence destroyed first: the metrics callbacks that scrapes run read the
   // shards' probes and the store's.
   std::unique_ptr<api::HttpServer> http_;

@@ -112,6 +112,56 @@ void AddStoreMetrics(metrics::Registry& registry, const store::Store& store) {
        }});
 }
 
+void AddManagementMetrics(metrics::Registry& registry, lwm2m::ManagementHub& hub) {
+  using Metrics = lwm2m::ManagementMetrics;
+  std::vector<const Metrics*> probes;
+  for (int i = 0; i < hub.shards(); ++i) probes.push_back(&hub.metrics(i));
+  struct Family {
+    const char* name;
+    const char* help;
+    metrics::Type type;
+    net::ShardCounter Metrics::*counter;
+  };
+  constexpr Family kFamilies[] = {
+      {"lwm2md_actions_accepted_total", "Actions (read, write, observe...) accepted.",
+       metrics::Type::kCounter, &Metrics::calls},
+      {"lwm2md_actions_succeeded_total", "Actions that ended in success.",
+       metrics::Type::kCounter, &Metrics::calls_succeeded},
+      {"lwm2md_actions_failed_total", "Actions that ended in an error (in part or whole).",
+       metrics::Type::kCounter, &Metrics::calls_failed},
+      {"lwm2md_actions_refused_total", "Actions refused by a limit (queue full, too many).",
+       metrics::Type::kCounter, &Metrics::refused_limit},
+      {"lwm2md_actions_expired_total", "Actions that waited for a device past their timeout.",
+       metrics::Type::kCounter, &Metrics::expired},
+      {"lwm2md_device_requests_sent_total", "CoAP requests sent to devices.",
+       metrics::Type::kCounter, &Metrics::requests_sent},
+      {"lwm2md_device_request_timeouts_total", "Requests to devices that got no answer.",
+       metrics::Type::kCounter, &Metrics::request_timeouts},
+      {"lwm2md_device_errors_total",
+       "Device answers that were error codes or payloads that could not be read.",
+       metrics::Type::kCounter, &Metrics::device_errors},
+      {"lwm2md_notifications_total", "Observe notifications accepted.", metrics::Type::kCounter,
+       &Metrics::notifications},
+      {"lwm2md_notification_errors_total", "Notifications whose payload could not be read.",
+       metrics::Type::kCounter, &Metrics::notification_errors},
+      {"lwm2md_sends_total", "Send operations (/dp) accepted.", metrics::Type::kCounter,
+       &Metrics::sends},
+      {"lwm2md_actions_queued", "Actions waiting for a device (queue mode or behind another).",
+       metrics::Type::kGauge, &Metrics::queued},
+      {"lwm2md_device_requests_in_flight", "Requests sent to devices awaiting an answer.",
+       metrics::Type::kGauge, &Metrics::in_flight},
+      {"lwm2md_observations_active", "Observations held by the shard.", metrics::Type::kGauge,
+       &Metrics::observations},
+  };
+  for (const Family& family : kFamilies) {
+    registry.AddCallbackFamily(metrics::PerShardFamily(
+        family.name, family.help, family.type, hub.shards(),
+        [probes, counter = family.counter](int shard) {
+          return static_cast<double>((probes[shard]->*counter).Value());
+        }));
+  }
+}
+
 void AddRegistrationMetrics(metrics::Registry& registry, lwm2m::RegistrationHub& hub,
                             const lwm2m::EndpointDirectory& directory) {
   using Metrics = lwm2m::RegistrationMetrics;
@@ -177,6 +227,36 @@ void AddRegistrationMetrics(metrics::Registry& registry, lwm2m::RegistrationHub&
            out.Add({{"presence", lwm2m::PresenceName(presence)}},
                    static_cast<double>(counts[static_cast<int>(presence)]));
          }
+       }});
+}
+
+void AddBillingMetrics(metrics::Registry& registry, const lwm2m::BillingCounters& billing) {
+  const lwm2m::BillingCounters* counters = &billing;
+  registry.AddCallbackFamily(
+      {"lwm2md_events_total",
+       "Events published, by kind; billable=\"true\" for the kinds the service bills.",
+       metrics::Type::kCounter, [counters](metrics::SampleWriter& out) {
+         const lwm2m::KindCounts counts = counters->CountedSinceStart();
+         for (const lwm2m::EventKindInfo& info : lwm2m::kEventKinds) {
+           out.Add({{"kind", info.name}, {"billable", info.billable ? "true" : "false"}},
+                   static_cast<double>(counts[static_cast<int>(info.kind)]));
+         }
+       }});
+  if (!billing.endpoint_metrics()) return;
+  // One series per endpoint and billable kind that has happened since start: the cost grows
+  // with the fleet (billing.endpoint_metrics in config/lwm2md.toml).
+  registry.AddCallbackFamily(
+      {"lwm2md_endpoint_billable_events_total", "Billable events per endpoint, by kind.",
+       metrics::Type::kCounter, [counters](metrics::SampleWriter& out) {
+         counters->VisitEndpointCounts(
+             [&out](std::string_view endpoint, const lwm2m::KindCounts& counts) {
+               for (const lwm2m::EventKindInfo& info : lwm2m::kEventKinds) {
+                 const uint64_t n = counts[static_cast<int>(info.kind)];
+                 if (info.billable && n != 0) {
+                   out.Add({{"endpoint", endpoint}, {"kind", info.name}}, static_cast<double>(n));
+                 }
+               }
+             });
        }});
 }
 

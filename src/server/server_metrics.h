@@ -1,7 +1,9 @@
 #pragma once
 // Registration of the shard-owned net probes with /metrics.
 
+#include "lwm2m/billing.h"
 #include "lwm2m/endpoint_directory.h"
+#include "lwm2m/device_management.h"
 #include "lwm2m/registration_service.h"
 #include "metrics/registry.h"
 #include "net/shard.h"
@@ -18,7 +20,14 @@ void AddNetMetrics(metrics::Registry& registry, net::ShardGroup& group);
 void AddStoreMetrics(metrics::Registry& registry, const store::Store& store);
 
 // lwm2md_registrations_* per shard and lwm2md_endpoints{presence} from the directory.
+// lwm2md_actions_*, lwm2md_device_*, lwm2md_notifications_*, lwm2md_observations_active.
+void AddManagementMetrics(metrics::Registry& registry, lwm2m::ManagementHub& hub);
 void AddRegistrationMetrics(metrics::Registry& registry, lwm2m::RegistrationHub& hub,
                             const lwm2m::EndpointDirectory& directory);
+
+// lwm2md_events_total{kind,billable} (every kind, zeros included) and, when the counters
+// keep them, lwm2md_endpoint_billable_events_total{endpoint,kind}. billing must outlive
+// every scrape.
+void AddBillingMetrics(metrics::Registry& registry, const lwm2m::BillingCounters& billing);
 
 }  // namespace lwm2md::server

@@ -36,8 +36,9 @@ enum class Table : uint8_t {
   kDtlsSessions,   // endpoint / peer → serialised DTLS session
   kCounters,       // billable counters
   kInventory,      // firmware files
+  kRequests,       // device requests accepted but not finished (queued or in flight)
 };
-inline constexpr int kTableCount = 10;
+inline constexpr int kTableCount = 11;
 std::string_view TableName(Table table);
 
 enum class Durability : uint8_t {

@@ -14,6 +14,7 @@ std::string_view TableName(Table table) {
     case Table::kDtlsSessions: return "dtls_sessions";
     case Table::kCounters: return "counters";
     case Table::kInventory: return "inventory";
+    case Table::kRequests: return "requests";
   }
   return "unknown";
 }

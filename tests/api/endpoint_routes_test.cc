@@ -33,6 +33,7 @@ using ::testing::Not;
 using ::testing::StartsWith;
 
 constexpr char kJson[] = "application/json";
+constexpr char kToken[] = "endpoint-routes-test-token-0123456789";
 
 // The value of a top-level string or number member, read naively: enough for asserting on
 // our own compact output.
@@ -53,6 +54,7 @@ std::string Member(const std::string& json, const std::string& key) {
 class SseClient {
  public:
   SseClient(uint16_t port, std::string path) : client_("127.0.0.1", port) {
+    client_.set_bearer_token_auth(kToken);
     client_.set_read_timeout(10);
     thread_ = std::thread([this, path = std::move(path)] {
       httplib::Result result = client_.Get(
@@ -156,7 +158,10 @@ class EndpointRoutesTest : public ::testing::Test {
 
   void StartServer(int workers) {
     absl::StatusOr<std::unique_ptr<HttpServer>> server =
-        HttpServer::Start({.address = "127.0.0.1", .port = 0, .worker_threads = workers},
+        HttpServer::Start({.address = "127.0.0.1",
+                           .port = 0,
+                           .worker_threads = workers,
+                           .tokens = {MakeApiToken("test", kToken)}},
                           {.endpoints = configs_.get(), .directory = &directory_, .events = &bus_});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -172,6 +177,7 @@ class EndpointRoutesTest : public ::testing::Test {
 
   httplib::Client Client() {
     httplib::Client client("127.0.0.1", server_->port());
+    client.set_bearer_token_auth(kToken);
     client.set_read_timeout(10);
     return client;
   }

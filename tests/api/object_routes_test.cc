@@ -30,6 +30,7 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr char kXml[] = "application/xml";
+constexpr char kToken[] = "object-routes-test-token-0123456789";
 
 // A custom object written for these tests.
 std::string MeterXml(const std::string& name = "Water Meter", int id = 10250,
@@ -111,8 +112,9 @@ class ObjectRoutesTest : public ::testing::Test {
         lwm2m::ObjectRegistry::Create(*std::move(built_in), store_.get());
     ASSERT_TRUE(registry.ok()) << registry.status();
     registry_ = *std::move(registry);
-    absl::StatusOr<std::unique_ptr<HttpServer>> server =
-        HttpServer::Start({.address = "127.0.0.1", .port = 0}, {.objects = registry_.get()});
+    absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(
+        {.address = "127.0.0.1", .port = 0, .tokens = {MakeApiToken("test", kToken)}},
+        {.objects = registry_.get()});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
   }
@@ -126,7 +128,11 @@ class ObjectRoutesTest : public ::testing::Test {
     StartServer();
   }
 
-  httplib::Client Client() { return httplib::Client("127.0.0.1", server_->port()); }
+  httplib::Client Client() {
+    httplib::Client client("127.0.0.1", server_->port());
+    client.set_bearer_token_auth(kToken);
+    return client;
+  }
 
   // Sends request on a fresh connection and returns what comes back until the server closes.
   std::string RawRequest(const std::string& request) {
@@ -353,9 +359,11 @@ TEST_F(ObjectRoutesTest, BadUploadsAreRefused) {
 
   // Refused from the declared length, before any of the body is read. A raw socket, because
   // a client still sending the body may see the connection reset instead of the answer.
-  EXPECT_THAT(RawRequest("POST /api/v1/objects HTTP/1.1\r\nHost: localhost\r\n"
-                         "Content-Type: application/xml\r\nContent-Length: 2000000\r\n\r\n"),
-              ::testing::StartsWith("HTTP/1.1 413 "));
+  EXPECT_THAT(
+      RawRequest(std::string("POST /api/v1/objects HTTP/1.1\r\nHost: localhost\r\n"
+                             "Authorization: Bearer ") +
+                 kToken + "\r\nContent-Type: application/xml\r\nContent-Length: 2000000\r\n\r\n"),
+      ::testing::StartsWith("HTTP/1.1 413 "));
 
   EXPECT_EQ(registry_->snapshot()->Find(10250), nullptr);
 }

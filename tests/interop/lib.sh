@@ -2,7 +2,8 @@
 # ports it bound from its log, and clean up every process on exit.
 # Usage: source lib.sh; start_lwm2md BINARY [--set key=value ...]
 # Sets LWM2MD_PID, COAP_PORT (IPv4 listener), COAP6_PORT (IPv6, when listening on ::1),
-# HTTP_PORT, WORK (a scratch directory removed on exit).
+# HTTP_PORT, WORK (a scratch directory removed on exit), API_TOKEN (a read-write API token,
+# also in the file $API_TOKEN_FILE) and api_curl (curl sending that token).
 
 set -euo pipefail
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lwm2md-interop.XXXXXX")
@@ -18,6 +19,16 @@ cleanup() {
   if [ -n "${KEEP_WORK:-}" ]; then echo "work dir kept: $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+
+# One read-write API token for the whole test, given to lwm2md through a token file (so that
+# restarts keep it). api_curl reads the header from a file, which keeps the token off the
+# process list.
+API_TOKEN=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+API_TOKEN_FILE="$WORK/api-token"
+(umask 077 && printf '%s\n' "$API_TOKEN" >"$API_TOKEN_FILE" \
+  && printf 'Authorization: Bearer %s\n' "$API_TOKEN" >"$WORK/api-auth-header")
+export API_TOKEN API_TOKEN_FILE
+api_curl() { curl -H @"$WORK/api-auth-header" "$@"; }
 
 fail() {
   echo "FAIL: $*" >&2
@@ -36,8 +47,9 @@ start_lwm2md() {
   local source_dir=${LWM2MD_SOURCE_DIR:?LWM2MD_SOURCE_DIR not set}
   mkdir -p "$WORK/data"
   "$binary" --config "$source_dir/config/lwm2md.toml" --set coap.port=0 --set http.port=0 \
-    --set store.path="$WORK/data" --set lwm2m.objects_dir="$source_dir/config/objects" "$@" \
-    >"$WORK/lwm2md.log" 2>&1 &
+    --set store.path="$WORK/data" --set lwm2m.objects_dir="$source_dir/config/objects" \
+    --set "http.tokens=[{name=\"interop\",token_file=\"$API_TOKEN_FILE\",access=\"read-write\"}]" \
+    "$@" >"$WORK/lwm2md.log" 2>&1 &
   LWM2MD_PID=$!
   local i
   for i in $(seq 1 200); do
@@ -48,7 +60,7 @@ start_lwm2md() {
   grep -q "lwm2md ready:" "$WORK/lwm2md.log" || fail "lwm2md not ready after 20 s"
   COAP_PORT=$(sed -n 's/.*listening coap 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/lwm2md.log" | head -1)
   COAP6_PORT=$(sed -n 's/.*listening coap \[::1\]:\([0-9]*\).*/\1/p' "$WORK/lwm2md.log" | head -1)
-  HTTP_PORT=$(sed -n 's/.*listening http [^ ]*:\([0-9]*\).*/\1/p' "$WORK/lwm2md.log" | head -1)
+  HTTP_PORT=$(sed -n 's/.*listening https\{0,1\} [^ ]*:\([0-9]*\).*/\1/p' "$WORK/lwm2md.log" | head -1)
   [ -n "$COAP_PORT" ] || fail "no 'listening coap 127.0.0.1:PORT' line in the log"
 }
 

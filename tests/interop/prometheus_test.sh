@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Has Debian's Prometheus scrape lwm2md's /metrics every second, then checks through
+# Has Debian's Prometheus scrape lwm2md's /metrics every second, with the API token read from
+# a file (authorization.credentials_file, in Prometheus since 2.26), then checks through
 # Prometheus's query API that the net counters move when datagrams arrive and that every
 # metric name the Grafana dashboards (dashboards/*.json) query exists, so that a renamed
 # or unregistered metric cannot leave a dashboard panel silently empty.
@@ -110,6 +111,9 @@ global:
   evaluation_interval: 1s
 scrape_configs:
   - job_name: lwm2md
+    authorization:
+      type: Bearer
+      credentials_file: $API_TOKEN_FILE
     static_configs:
       - targets: ["127.0.0.1:$HTTP_PORT"]
 YAML

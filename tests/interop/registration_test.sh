@@ -13,18 +13,21 @@ if [ ! -d "$node_dir/node_modules/coap" ]; then
 fi
 run_node() { node --test-reporter=spec "$node_dir/register_interop.mjs" "$@"; }
 metric() {  # sum of a family's samples in /metrics
-  curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" |
+  api_curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" |
     awk -v f="$1" '$1 == f || index($1, f "{") == 1 { s += $2 } END { print s + 0 }'
 }
 
 start_lwm2md "$binary" --set shards=2 --set 'coap.listen=["127.0.0.1","::1"]' \
   --set lwm2m.allow_unknown_endpoints=true
 start_capture "$COAP_PORT" "$WORK/register.pcap"
+# The API refuses a request without the token.
+status=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints")
+[ "$status" = 401 ] || fail "GET /api/v1/endpoints without a token answered $status, not 401"
 # The event stream as an application sees it, and an endpoint created through the API.
-curl -fsSN "http://127.0.0.1:$HTTP_PORT/api/v1/events?type=lwm2m.register,lwm2m.deregister" \
+api_curl -fsSN "http://127.0.0.1:$HTTP_PORT/api/v1/events?type=lwm2m.register,lwm2m.deregister" \
   >"$WORK/events.txt" 2>"$WORK/events.err" &
 CLEANUP_PIDS+=($!)
-curl -fsS -X POST -H 'Content-Type: application/json' \
+api_curl -fsS -X POST -H 'Content-Type: application/json' \
   -d '{"name":"npm-dev","securityMode":"none","missingTimeoutSeconds":600,"tags":["lab"]}' \
   "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints" >/dev/null || fail "POST /api/v1/endpoints failed"
 sleep 0.3
@@ -50,13 +53,13 @@ grep -q '"endpoint":"npm-dev".*"data":{"binding":"U","credentials":"none","remot
   "$WORK/events.txt" || fail "lwm2m.register payload differs: $(grep npm-dev "$WORK/events.txt")"
 grep -q '"endpoint":"npm-dev".*"reason":"deregistered"' "$WORK/events.txt" \
   || fail "no lwm2m.deregister for npm-dev on the event stream"
-curl -fsS "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints/libcoap-dev" >/dev/null 2>&1 \
+api_curl -fsS "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints/libcoap-dev" >/dev/null 2>&1 \
   && fail "a de-registered endpoint never created through the API is still shown"
-unconfigured=$(curl -fsS "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints/npm-v10") \
+unconfigured=$(api_curl -fsS "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints/npm-v10") \
   || fail "a registered endpoint without configuration is not shown"
 grep -q '"configured":false.*"status":"connected".*"binding":"UQ"' <<<"$unconfigured" \
   || fail "unconfigured endpoint shown as: $unconfigured"
-endpoint=$(curl -fsS "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints/npm-dev") || fail "GET endpoint failed"
+endpoint=$(api_curl -fsS "http://127.0.0.1:$HTTP_PORT/api/v1/endpoints/npm-dev") || fail "GET endpoint failed"
 grep -q '"status":"offline"' <<<"$endpoint" || fail "npm-dev should be offline after De-register: $endpoint"
 [ "$(tshark -r "$WORK/register.pcap" -d "udp.port==$COAP_PORT,coap" \
   -Y 'coap.code == 65 && coap.opt.location_path' 2>/dev/null | wc -l)" -gt 0 ] \

@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -58,7 +59,8 @@ TEST(ConfigTest, ShippedConfigMentionsEveryKey) {
         "recv_buffer_size =", "send_queue_depth =", "listen =", "port =", "secure_port =",
         "ack_timeout_ms =", "ack_random_factor =", "max_retransmit =", "block_size =",
         "max_body_size =", "max_block1_transfers =", "diagnostic_resource =", "address =",
-        "path ="}) {
+        "path =", "public_metrics =", "tls_cert =", "tls_key =", "[[http.tokens]]",
+        "token_file =", "access ="}) {
     EXPECT_THAT(text, HasSubstr(key));
   }
 }
@@ -95,6 +97,12 @@ TEST(ConfigTest, EveryKeyCanBeSetOnTheCommandLine) {
       {"coap.diagnostic_resource=true", [](const Config& c) { return c.coap.diagnostic_resource; }},
       {"http.address=::1", [](const Config& c) { return c.http.address == "::1"; }},
       {"http.port=0", [](const Config& c) { return c.http.port == 0; }},
+      {"http.public_metrics=true", [](const Config& c) { return c.http.public_metrics; }},
+      {"http.tokens=[{name=\"ops\",token=\"0123456789abcdef\",access=\"read-write\"}]",
+       [](const Config& c) {
+         return c.http.tokens == std::vector<api::ApiToken>{api::MakeApiToken(
+                                     "ops", "0123456789abcdef", api::TokenAccess::kReadWrite)};
+       }},
       {"store.path=/tmp/lwm2md data",
        [](const Config& c) { return c.store.path == "/tmp/lwm2md data"; }},
   };
@@ -280,6 +288,86 @@ TEST(ConfigTest, FileErrorsUseThePathGiven) {
   std::ofstream(path) << "# comment\n[http]\nport = \"x\"\n";
   EXPECT_EQ(ErrorOf(LoadConfig(path, {})),
             path + ":3: http.port: expected an integer, got a string");
+}
+
+TEST(ConfigTest, HttpTokensKeepDigestsOnly) {
+  const std::string token_file = ::testing::TempDir() + "/config_test_token";
+  std::ofstream(token_file) << "from-a-file-0123456789\n";
+  absl::StatusOr<Config> config = ParseConfig(
+      "[http]\npublic_metrics = true\n"
+      "[[http.tokens]]\nname = \"ops\"\ntoken = \"inline-secret-0123456789\"\n"
+      "access = \"read-write\"\n"
+      "[[http.tokens]]\nname = \"grafana\"\ntoken_file = \"" +
+          token_file + "\"\n",
+      "t.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->http.public_metrics);
+  EXPECT_EQ(
+      config->http.tokens,
+      (std::vector<api::ApiToken>{
+          api::MakeApiToken("ops", "inline-secret-0123456789", api::TokenAccess::kReadWrite),
+          // read-only unless said otherwise; the file's newline is not part of the token
+          api::MakeApiToken("grafana", "from-a-file-0123456789", api::TokenAccess::kReadOnly)}));
+  std::remove(token_file.c_str());
+}
+
+TEST(ConfigTest, HttpTokenErrorsNameTheElementAndNeverTheSecret) {
+  const std::string table = "[[http.tokens]]\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {table + "token = \"abcdefghijklmnop\"", "t.toml:1: http.tokens[0].name: required"},
+      {table + "name = \"a b\"\ntoken = \"abcdefghijklmnop\"",
+       "t.toml:2: http.tokens[0].name: must be 1 to 64 letters, digits"},
+      {table + "name = \"ops\"", "t.toml:1: http.tokens[0].token: required (or token_file"},
+      {table + "name = \"ops\"\ntoken = \"abcdefghijklmnop\"\ntoken_file = \"x\"",
+       "t.toml:4: http.tokens[0].token_file: set either token or token_file, not both"},
+      {table + "name = \"ops\"\ntoken = \"too-short\"",
+       "t.toml:3: http.tokens[0].token: must be at least 16 characters long, got 9"},
+      {table + "name = \"ops\"\ntoken = \"not allowed: spaces\"",
+       "t.toml:3: http.tokens[0].token: may hold only letters, digits"},
+      {table + "name = \"ops\"\ntoken_file = \"/nonexistent/token\"",
+       "t.toml:3: http.tokens[0].token_file: \"/nonexistent/token\": cannot read: No such file"},
+      {table + "name = \"ops\"\ntoken = \"abcdefghijklmnop\"\naccess = \"admin\"",
+       "t.toml:4: http.tokens[0].access: must be one of \"read-only\", \"read-write\", got "
+       "\"admin\""},
+      {table + "name = \"ops\"\ntoken = \"abcdefghijklmnop\"\nscope = \"all\"",
+       "t.toml:4: http.tokens[0].scope: unknown key (expected name, token, token_file or access)"},
+      {table + "name = \"ops\"\ntoken = \"abcdefghijklmnop\"\n" + table +
+           "name = \"ops\"\ntoken = \"0123456789abcdef\"",
+       "t.toml:5: http.tokens[1].name: \"ops\" is used twice"},
+      {table + "name = \"a\"\ntoken = \"abcdefghijklmnop\"\n" + table +
+           "name = \"b\"\ntoken = \"abcdefghijklmnop\"",
+       "http.tokens[1].token: the same token as http.tokens[0]"},
+      {"[http]\ntokens = \"abcdefghijklmnop\"",
+       "t.toml:2: http.tokens: expected an array of tables ([[http.tokens]]), got a string"},
+      {"[http]\ntokens = [\"abcdefghijklmnop\"]",
+       "http.tokens[0]: expected a table of name, token or token_file, and access, got a string"},
+  };
+  for (const auto& [text, error] : cases) {
+    SCOPED_TRACE(text);
+    const std::string message = ErrorOf(ParseConfig(text, "t.toml"));
+    EXPECT_THAT(message, HasSubstr(error));
+    for (const char* secret :
+         {"abcdefghijklmnop", "0123456789abcdef", "too-short", "not allowed: spaces"}) {
+      EXPECT_THAT(message, Not(HasSubstr(secret)));
+    }
+  }
+  // A --set carrying a token is not echoed either.
+  const std::string message =
+      ErrorOf(ParseConfig("", "t.toml", {"http.tokens=[{name=\"ops\",token=\"short-secret\"}]"}));
+  EXPECT_THAT(message, HasSubstr("--set http.tokens=...: http.tokens[0].token: must be at least"));
+  EXPECT_THAT(message, Not(HasSubstr("short-secret")));
+}
+
+TEST(ConfigTest, TlsCertificateAndKeyGoTogether) {
+  absl::StatusOr<Config> config =
+      ParseConfig("[http]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n", "t.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->http.tls_cert, "cert.pem");
+  EXPECT_EQ(config->http.tls_key, "key.pem");
+  EXPECT_EQ(ErrorOf(ParseConfig("[http]\ntls_cert = \"cert.pem\"\n", "t.toml")),
+            "t.toml:2: http.tls_cert: needs http.tls_key too (both or neither)");
+  EXPECT_EQ(ErrorOf(ParseConfig("", "t.toml", {"http.tls_key=key.pem"})),
+            "--set http.tls_key=key.pem: http.tls_key: needs http.tls_cert too (both or neither)");
 }
 
 TEST(ConfigTest, ShardGroupOptionsListenOnEachAddress) {

@@ -2,6 +2,7 @@
 // scratch directory) and a CoAP client socket speaking Register/Update/De-register to it.
 
 #include <arpa/inet.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -10,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +21,7 @@
 #include "coap/message.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lwm2m/billing.h"
 #include "lwm2m/event_bus.h"
 #include "server/config.h"
 #include "server/server.h"
@@ -448,6 +451,66 @@ TEST_F(RegistrationTest, FullStoreRefusesRegistrationsAndReportsFatal) {
   std::optional<Reply> later = client.Register({"ep=after-full"});
   ASSERT_TRUE(later.has_value());
   EXPECT_EQ(later->code, coap::code::kInternalServerError);
+}
+
+// Billing counts every Register and Update although nobody subscribes to the events (the
+// registration service then publishes them without formatting a payload).
+TEST_F(RegistrationTest, BillingCountsRegistersWithoutSubscribers) {
+  StartServer();
+  events_.reset();
+  ASSERT_FALSE(server_->events().HasSubscribers());
+  constexpr int kRegisters = 5;
+  std::string location;
+  for (int i = 0; i < kRegisters; ++i) {
+    Client client(port());
+    std::optional<Reply> created = client.Register({"ep=bill-" + std::to_string(i), "lt=300"});
+    ASSERT_TRUE(created.has_value());
+    ASSERT_EQ(created->code, coap::code::kCreated) << created->payload;
+    if (i == 0) {
+      std::optional<Reply> updated =
+          client.Request(coap::code::kPost, "rd/" + created->location[1], {"lt=600"});
+      ASSERT_TRUE(updated.has_value());
+      EXPECT_EQ(updated->code, coap::code::kChanged);
+    }
+  }
+
+  httplib::Client http("127.0.0.1", server_->http_port());
+  // The API token the server generated into its data directory, when it keeps one.
+  if (std::ifstream token_file(dir_ / "data" / "api-token"); token_file) {
+    std::string token;
+    std::getline(token_file, token);
+    http.set_bearer_token_auth(token);
+  }
+  httplib::Result result = http.Get("/api/v1/billing");
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  EXPECT_THAT(result->body, HasSubstr("\"counts\":{\"register\":" +
+                                      std::to_string(kRegisters) + ",\"update\":1,"));
+  EXPECT_THAT(result->body, HasSubstr("\"billableTotal\":" + std::to_string(kRegisters + 1)));
+  result = http.Get("/api/v1/billing?endpoint=bill-0");
+  ASSERT_TRUE(result);
+  EXPECT_THAT(result->body, HasSubstr("\"counts\":{\"register\":1,\"update\":1,"));
+
+  const std::string metrics = server_->metrics().CollectText();
+  EXPECT_THAT(metrics, HasSubstr("lwm2md_events_total{kind=\"register\",billable=\"true\"} " +
+                                 std::to_string(kRegisters)));
+  EXPECT_THAT(metrics, HasSubstr("lwm2md_events_total{kind=\"deregister\",billable=\"false\"} 0"));
+  EXPECT_THAT(metrics, HasSubstr("lwm2md_endpoint_billable_events_total{endpoint=\"bill-0\","
+                                 "kind=\"update\"} 1"));
+
+  // Stopping writes the day's counts; a restart reads them back.
+  StopServer();
+  StartServer();
+  // (Yesterday too, should the test run across midnight UTC.)
+  const absl::CivilDay today = server_->billing().Today();
+  absl::StatusOr<std::vector<lwm2m::DayCounts>> days =
+      server_->billing().Read("", today - 1, today);
+  ASSERT_TRUE(days.ok()) << days.status();
+  uint64_t registers = 0;
+  for (const lwm2m::DayCounts& day : *days) {
+    registers += day.counts[static_cast<int>(lwm2m::EventKind::kRegister)];
+  }
+  EXPECT_EQ(registers, static_cast<uint64_t>(kRegisters));
 }
 
 }  // namespace

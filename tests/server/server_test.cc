@@ -22,6 +22,7 @@ namespace lwm2md::server {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // A scratch store.path per test, removed afterwards.
 class ServerTest : public ::testing::Test {
@@ -85,10 +86,23 @@ TEST_F(ServerTest, StartsServesMetricsAndStops) {
   EXPECT_THAT(log, HasSubstr("listening http 127.0.0.1:" + std::to_string(http_port) + "\n"));
   EXPECT_THAT(log, HasSubstr("lwm2md ready: 2 shards, backend "));
 
+  // No token configured: one was generated into the data directory, logged by path only.
+  const std::string token_path = (store_ / "data" / "api-token").string();
+  std::ifstream token_file(token_path);
+  std::string token;
+  std::getline(token_file, token);
+  ASSERT_EQ(token.size(), 64u);
+  EXPECT_THAT(log, HasSubstr("API token in " + token_path + "\n"));
+  EXPECT_THAT(log, Not(HasSubstr(token)));
+
   httplib::Client client("127.0.0.1", http_port);
   httplib::Result health = client.Get("/healthz");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
+  httplib::Result refused = client.Get("/metrics");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 401);
+  client.set_bearer_token_auth(token);
 
   constexpr int kDatagrams = 20;
   for (int i = 0; i < kDatagrams; ++i) SendDatagram(coap_port, std::string("\x40\x00\x12\x34", 4));
@@ -128,6 +142,23 @@ TEST_F(ServerTest, StartsServesMetricsAndStops) {
   httplib::Client after("127.0.0.1", http_port);
   after.set_connection_timeout(1);
   EXPECT_FALSE(after.Get("/healthz"));
+}
+
+TEST_F(ServerTest, ConfiguredTokensReplaceTheGeneratedOne) {
+  Config config = TestConfig();
+  config.http.tokens = {
+      api::MakeApiToken("viewer", "viewer-secret-0123456789", api::TokenAccess::kReadOnly)};
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(config);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_FALSE(std::filesystem::exists(store_ / "data" / "api-token"));
+  httplib::Client client("127.0.0.1", (*server)->http_port());
+  client.set_bearer_token_auth("viewer-secret-0123456789");
+  httplib::Result result = client.Get("/metrics");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 200);
+  result = client.Post("/api/v1/endpoints", R"({"name":"dev1"})", "application/json");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 403);
 }
 
 TEST_F(ServerTest, BusyHttpPortFailsStart) {
