@@ -82,9 +82,9 @@ void GetBilling(const httplib::Request& request, httplib::Response& response,
     return;
   }
   if (const int64_t days = to - from + 1; days > kMaxDays) {
-    SendError(response, 400,
-              absl::StrCat("from, to: ", days, " days asked for, at most ", kMaxDays,
-                           " per request"));
+    SendError(
+        response, 400,
+        absl::StrCat("from, to: ", days, " days asked for, at most ", kMaxDays, " per request"));
     return;
   }
   std::string endpoint;

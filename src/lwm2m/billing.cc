@@ -84,9 +84,9 @@ absl::StatusOr<KindCounts> CountsFromJson(std::string_view json) {
   thread_local simdjson::dom::parser parser;
   simdjson::dom::object object;
   if (auto error = parser.parse(json.data(), json.size()).get_object().get(object); error) {
-    return absl::DataLossError(
-        absl::StrCat("billing: stored counts are not a JSON object (",
-                     simdjson::error_message(error), "): ", base::Absl(json)));
+    return absl::DataLossError(absl::StrCat("billing: stored counts are not a JSON object (",
+                                            simdjson::error_message(error),
+                                            "): ", base::Absl(json)));
   }
   KindCounts counts{};
   for (simdjson::dom::key_value_pair member : object) {
@@ -124,9 +124,7 @@ BillingCounters::Stripe& BillingCounters::StripeFor(std::string_view endpoint) c
   return stripes_[hash >> (8 * sizeof(size_t) - kStripeBits)];
 }
 
-absl::Time BillingCounters::Now() const {
-  return options_.clock ? options_.clock() : absl::Now();
-}
+absl::Time BillingCounters::Now() const { return options_.clock ? options_.clock() : absl::Now(); }
 
 absl::CivilDay BillingCounters::Today() const { return ToCivil(EpochDay(Now())); }
 
@@ -166,8 +164,7 @@ absl::AnyInvocable<void(const Event&)> BillingCounters::Tap() {
   return [this](const Event& event) { Count(event); };
 }
 
-BillingCounters::DayDelta& BillingCounters::DeltaFor(std::vector<DayDelta>& pending,
-                                                     int64_t day) {
+BillingCounters::DayDelta& BillingCounters::DeltaFor(std::vector<DayDelta>& pending, int64_t day) {
   // Newest last: the current day is found first from the back.
   for (auto it = pending.rbegin(); it != pending.rend(); ++it) {
     if (it->day == day) return *it;
@@ -268,9 +265,9 @@ absl::Status BillingCounters::Flush() {
     for (size_t i = first; i < last; ++i) {
       absl::StatusOr<std::optional<std::string>> stored =
           options_.store->Get(store::Table::kCounters, rows[i].key);
-      absl::StatusOr<KindCounts> counts =
-          !stored.ok() ? stored.status()
-                       : stored->has_value() ? CountsFromJson(**stored) : KindCounts{};
+      absl::StatusOr<KindCounts> counts = !stored.ok()          ? stored.status()
+                                          : stored->has_value() ? CountsFromJson(**stored)
+                                                                : KindCounts{};
       if (!counts.ok()) {
         // This row waits for a later flush; the others go ahead.
         read_status[i] = counts.status();
@@ -362,9 +359,9 @@ absl::StatusOr<std::vector<DayCounts>> BillingCounters::Read(std::string_view en
     // A failed flush restores an endpoint's rows to its own stripe, like counting does.
     merge(StripeFor(endpoint));
   }
-  days.erase(std::remove_if(days.begin(), days.end(),
-                            [](const DayCounts& d) { return IsZero(d.counts); }),
-             days.end());
+  days.erase(
+      std::remove_if(days.begin(), days.end(), [](const DayCounts& d) { return IsZero(d.counts); }),
+      days.end());
   return days;
 }
 

@@ -661,7 +661,10 @@ absl::Status PlanSenmlNaming(std::string_view format, const Path& request,
                              std::span<const Record> records, EncodeOptions options,
                              bool allow_none, SenmlNaming* naming) {
   for (const Record& record : records) {
-    if (record.path.depth() < 3) {
+    // Core TS 1.1 §6.3.1.1: a Read-Composite or Observe-Composite body may name whole objects
+    // and instances; records with values always name resources.
+    const bool names_only = options.composite && record.value.type == ResourceType::kNone;
+    if (record.path.depth() < 3 && !names_only) {
       return Invalid(format, absl::StrFormat("%s names no resource", record.path.ToString()));
     }
     if (!options.composite && !request.Contains(record.path)) {

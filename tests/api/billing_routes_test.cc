@@ -45,14 +45,14 @@ class BillingRoutesTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<store::Store>> store = store::Store::Open(options);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
-    billing_ = std::make_unique<lwm2m::BillingCounters>(lwm2m::BillingOptions{
-        .store = store_.get(),
-        .flush_interval = absl::Seconds(5),
-        .endpoint_metrics = true,
-        .clock = [this] {
-          absl::MutexLock lock(&clock_mutex_);
-          return now_;
-        }});
+    billing_ = std::make_unique<lwm2m::BillingCounters>(
+        lwm2m::BillingOptions{.store = store_.get(),
+                              .flush_interval = absl::Seconds(5),
+                              .endpoint_metrics = true,
+                              .clock = [this] {
+                                absl::MutexLock lock(&clock_mutex_);
+                                return now_;
+                              }});
     absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(
         {.address = "127.0.0.1", .port = 0, .tokens = {MakeApiToken("test", kToken)}},
         {.billing = billing_.get()});

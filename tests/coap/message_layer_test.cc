@@ -1181,3 +1181,133 @@ TEST(ConfigTest, DerivedTimesFollowRfc7252) {
 
 }  // namespace
 }  // namespace lwm2md::coap
+
+// ---------------------------------------------------------------------------------------
+// Shard routing, adopted observations, explicit tokens
+
+namespace lwm2md::coap {
+namespace {
+
+class MessageLayerRoutingTest : public MessageLayerTest {
+ protected:
+  // This layer is shard 1 of 4; forwarded datagrams are recorded.
+  void Route() {
+    layer().SetShardRouting(1, 4, [this](int owner, const net::ReceivedDatagram& d) {
+      forwarded_.push_back({owner, std::vector<uint8_t>(d.bytes.begin(), d.bytes.end())});
+    });
+  }
+  std::vector<std::pair<int, std::vector<uint8_t>>> forwarded_;
+};
+
+TEST_F(MessageLayerRoutingTest, TokensAndMessageIdsCarryTheShard) {
+  Route();
+  std::vector<ClientResult> results;
+  for (int i = 0; i < 20; ++i) {
+    const MessageLayer::Token token = SendGet(&results);
+    EXPECT_EQ(MessageLayer::TokenShard(token, 4), 1);
+    const MessageView sent = io_.sent().back().View();
+    EXPECT_EQ(sent.message_id() >> 14, 1) << "the top 2 bits of the id name shard 1 of 4";
+  }
+}
+
+TEST_F(MessageLayerRoutingTest, ResponseForAnotherShardIsForwardedNotReset) {
+  Route();
+  // A token that shard 3 made: top 10 bits = 3.
+  const uint64_t foreign = (uint64_t{3} << 54) | 0x1234;
+  std::vector<uint8_t> token_bytes(8);
+  for (int i = 0; i < 8; ++i) token_bytes[i] = static_cast<uint8_t>(foreign >> (56 - 8 * i));
+  const std::vector<uint8_t> notification = BuildMessage([&](MessageBuilder& b) {
+    b.Header(Type::kNonConfirmable, code::kContent, 0x2222, token_bytes)
+        .UintOption(option::kObserve, 7)
+        .Payload("1");
+  });
+  Deliver(notification);
+  ASSERT_EQ(forwarded_.size(), 1u);
+  EXPECT_EQ(forwarded_[0].first, 3);
+  EXPECT_EQ(forwarded_[0].second, notification);
+  EXPECT_TRUE(io_.sent().empty()) << "no RST for a message another shard owns";
+
+  // An empty ACK names its shard by message id (top 2 bits 10 → shard 2).
+  Deliver(Empty(Type::kAcknowledgement, 0x8001));
+  ASSERT_EQ(forwarded_.size(), 2u);
+  EXPECT_EQ(forwarded_[1].first, 2);
+}
+
+TEST_F(MessageLayerRoutingTest, OwnTokenUnknownIsResetWithoutHandler) {
+  Route();
+  const uint64_t own = (uint64_t{1} << 54) | 0x99;
+  std::vector<uint8_t> token_bytes(8);
+  for (int i = 0; i < 8; ++i) token_bytes[i] = static_cast<uint8_t>(own >> (56 - 8 * i));
+  Deliver(BuildMessage([&](MessageBuilder& b) {
+    b.Header(Type::kConfirmable, code::kContent, 0x3333, token_bytes).Payload("x");
+  }));
+  EXPECT_TRUE(forwarded_.empty());
+  ASSERT_EQ(io_.sent().size(), 1u);
+  EXPECT_EQ(io_.sent()[0].View().type(), Type::kReset);
+}
+
+TEST_F(MessageLayerTest, UnmatchedNotificationAdoptedByHandler) {
+  const uint64_t token = 0x0102030405060708;
+  const std::vector<uint8_t> token_bytes = {1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<ClientResult> later;
+  int offered = 0;
+  layer().SetUnmatchedResponseHandler(
+      [&](uint64_t t, const MessageView& m, int listener, const net::PeerAddress& from) {
+        ++offered;
+        EXPECT_EQ(t, token);
+        EXPECT_EQ(m.observe(), 5u);
+        return layer().AdoptObservation(t, listener, from, [&](const ClientResult& r) {
+          ClientResult copy = r;
+          copy.response = nullptr;
+          later.push_back(copy);
+        });
+      });
+  auto notification = [&](uint16_t mid, uint32_t seq) {
+    return BuildMessage([&](MessageBuilder& b) {
+      b.Header(Type::kConfirmable, code::kContent, mid, token_bytes)
+          .UintOption(option::kObserve, seq)
+          .Payload("v");
+    });
+  };
+  Deliver(notification(0x4000, 5));
+  EXPECT_EQ(offered, 1);
+  ASSERT_EQ(io_.sent().size(), 1u);
+  EXPECT_EQ(io_.sent()[0].View().type(), Type::kAcknowledgement) << "accepted: ACK, not RST";
+  // The next notification goes straight to the adopted callback.
+  Deliver(notification(0x4001, 6));
+  EXPECT_EQ(offered, 1);
+  ASSERT_EQ(later.size(), 1u);
+  EXPECT_TRUE(later[0].observing);
+  // A stranger's token is still refused.
+  layer().SetUnmatchedResponseHandler(
+      [](uint64_t, const MessageView&, int, const net::PeerAddress&) { return false; });
+  io_.TakeSent();
+  Deliver(BuildMessage([&](MessageBuilder& b) {
+    b.Header(Type::kConfirmable, code::kContent, 0x4100, kToken).Payload("x");
+  }));
+  ASSERT_EQ(io_.sent().size(), 1u);
+  EXPECT_EQ(io_.sent()[0].View().type(), Type::kReset);
+}
+
+TEST_F(MessageLayerTest, ExplicitTokenCancelsObservationProactively) {
+  std::vector<ClientResult> results;
+  const MessageLayer::Token token = SendGet(&results, /*observe=*/true);
+  // In use: a second request with the same token is refused.
+  RequestParams params;
+  params.token = token;
+  auto write = [](MessageBuilder& b) {
+    b.UintOption(option::kObserve, 1).UriPath("3/0/0");
+    return true;
+  };
+  EXPECT_EQ(layer().SendRequest(0, peer_, params, write, [](const ClientResult&) {}),
+            MessageLayer::kNoToken);
+  // RFC 7641 §3.6: after forgetting the observation, GET Observe=1 reuses its token.
+  ASSERT_TRUE(layer().Cancel(token));
+  EXPECT_EQ(layer().SendRequest(0, peer_, params, write, [](const ClientResult&) {}), token);
+  const MessageView cancel = io_.sent().back().View();
+  EXPECT_EQ(cancel.observe(), 1u);
+  EXPECT_EQ(testutil::Bytes(cancel.token()), testutil::Bytes(io_.sent()[0].View().token()));
+}
+
+}  // namespace
+}  // namespace lwm2md::coap

@@ -95,8 +95,8 @@ class BillingTest : public ::testing::Test {
     store_ = *std::move(store);
   }
 
-  std::unique_ptr<BillingCounters> MakeCounters(
-      bool endpoint_metrics = true, absl::Duration flush_interval = absl::Seconds(5)) {
+  std::unique_ptr<BillingCounters> MakeCounters(bool endpoint_metrics = true,
+                                                absl::Duration flush_interval = absl::Seconds(5)) {
     return std::make_unique<BillingCounters>(
         BillingOptions{.store = store_.get(),
                        .flush_interval = flush_interval,
@@ -139,15 +139,14 @@ TEST(EventKindTest, BillableKindsAreTheReferencesList) {
     EXPECT_EQ(&KindInfo(info.kind), &info);
   }
   EXPECT_THAT(billable, ElementsAre("register", "update", "bootstrap", "data", "fotaComplete"));
-  EXPECT_THAT(not_billable,
-              ElementsAre("asyncResult", "error", "deregister", "missing", "back"));
+  EXPECT_THAT(not_billable, ElementsAre("asyncResult", "error", "deregister", "missing", "back"));
   EXPECT_EQ(EventKindOf("lwm2m.registered"), std::nullopt);
   EXPECT_EQ(EventKindOf(""), std::nullopt);
 }
 
 TEST(CountsJsonTest, CompactRoundTripAndDamagedValuesRefused) {
-  const KindCounts counts = Counts({{EventKind::kRegister, 3}, {EventKind::kData, 10},
-                                    {EventKind::kBack, 1}});
+  const KindCounts counts =
+      Counts({{EventKind::kRegister, 3}, {EventKind::kData, 10}, {EventKind::kBack, 1}});
   EXPECT_EQ(CountsToJson(counts), R"({"register":3,"data":10,"back":1})");
   EXPECT_EQ(CountsToJson(KindCounts{}), "{}");
   absl::StatusOr<KindCounts> parsed = CountsFromJson(CountsToJson(counts));
@@ -182,9 +181,8 @@ TEST_F(BillingTest, TapCountsEveryEventWithoutSubscribers) {
 
   EXPECT_EQ(ReadDay(*counters_, "dev1"),
             Counts({{EventKind::kRegister, 3}, {EventKind::kUpdate, 1}, {EventKind::kError, 1}}));
-  EXPECT_EQ(ReadDay(*counters_, "dev2"), Counts({{EventKind::kData, 1},
-                                                 {EventKind::kDeregister, 1},
-                                                 {EventKind::kBack, 1}}));
+  EXPECT_EQ(ReadDay(*counters_, "dev2"),
+            Counts({{EventKind::kData, 1}, {EventKind::kDeregister, 1}, {EventKind::kBack, 1}}));
   const KindCounts totals = ReadDay(*counters_, "");
   EXPECT_EQ(totals, Counts({{EventKind::kRegister, 3},
                             {EventKind::kUpdate, 1},
@@ -205,8 +203,8 @@ TEST_F(BillingTest, TapCountsEveryEventWithoutSubscribers) {
       }
     }
   });
-  EXPECT_THAT(series, ::testing::UnorderedElementsAre("dev1 register 3", "dev1 update 1",
-                                                       "dev2 data 1"));
+  EXPECT_THAT(series,
+              ::testing::UnorderedElementsAre("dev1 register 3", "dev1 update 1", "dev2 data 1"));
   // Nothing is in the store before a flush.
   EXPECT_EQ(Stored(kDay, "dev1"), "");
 }
@@ -239,9 +237,9 @@ TEST_F(BillingTest, FlushWritesDayRowsAndTotals) {
   // A second flush adds to what is stored (read, add, put).
   counters_->Count(MakeEvent(event_type::kRegister, "dev1"));
   counters_->Count(MakeEvent(event_type::kFotaComplete, "dev1"));
-  EXPECT_EQ(ReadDay(*counters_, "dev1"), Counts({{EventKind::kRegister, 4},
-                                                 {EventKind::kData, 10},
-                                                 {EventKind::kFotaComplete, 1}}));
+  EXPECT_EQ(
+      ReadDay(*counters_, "dev1"),
+      Counts({{EventKind::kRegister, 4}, {EventKind::kData, 10}, {EventKind::kFotaComplete, 1}}));
   ASSERT_TRUE(counters_->Flush().ok());
   EXPECT_EQ(Stored(kDay, "dev1"), R"({"register":4,"data":10,"fotaComplete":1})");
   EXPECT_EQ(Stored(kDay, ""), R"({"register":4,"data":10,"fotaComplete":1,"missing":1})");
@@ -277,9 +275,9 @@ TEST_F(BillingTest, StopFlushesAndARestartAddsToTheStoredDay) {
 TEST_F(BillingTest, DaysAreUtcDaysOfTheEventTime) {
   counters_ = MakeCounters();
   const absl::CivilDay next = kDay + 1;
-  counters_->Count(MakeEvent(event_type::kRegister, "dev1", At(absl::CivilSecond(kDay)) +
-                                                                 absl::Hours(24) -
-                                                                 absl::Milliseconds(1)));
+  counters_->Count(
+      MakeEvent(event_type::kRegister, "dev1",
+                At(absl::CivilSecond(kDay)) + absl::Hours(24) - absl::Milliseconds(1)));
   counters_->Count(MakeEvent(event_type::kUpdate, "dev1", At(absl::CivilSecond(next))));
   counters_->Count(MakeEvent(event_type::kUpdate, "dev1", At(absl::CivilSecond(next))));
   ASSERT_TRUE(counters_->Flush().ok());
