@@ -628,17 +628,7 @@ void ManagementService::SendStep(Call* call) {
           return;
         }
         // Later calls: notifications of the observation this step started.
-        const uint64_t token = *token_slot;
-        std::optional<ManagementHub::Observation> observation = hub_.FindObservation(token);
-        if (!observation) return;
-        if (result.observing && result.response != nullptr) {
-          OnNotification(*observation, *result.response);
-          return;
-        }
-        // RFC 7641 §3.2: a final response ends the observation.
-        registrations_.PersistWrites(
-            [&](store::WriteBatch& batch) { hub_.RemoveObservation(token, &batch); }, nullptr);
-        metrics_.observations.Set(metrics_.observations.Value() - 1);
+        OnObservationResult(*token_slot, result);
       });
   if (token == coap::MessageLayer::kNoToken) {
     call->AddError(PathsText(step.covers), "request does not fit in one CoAP message",
@@ -884,7 +874,9 @@ void ManagementService::OnActive(const Registration& registration, bool register
       hub_.RunOn(coap::MessageLayer::TokenShard(token, hub_.shards()),
                  [token](ManagementService& service) {
                    if (service.layer_.Cancel(token)) {
-                     service.metrics_.observations.Set(service.metrics_.observations.Value() - 1);
+                     if (service.metrics_.observations.Value() > 0) {
+                       service.metrics_.observations.Set(service.metrics_.observations.Value() - 1);
+                     }
                    }
                  });
     }
@@ -972,21 +964,24 @@ void ManagementService::OnNotification(const ManagementHub::Observation& observa
   });
 }
 
+void ManagementService::OnObservationResult(uint64_t token, const coap::ClientResult& result) {
+  std::optional<ManagementHub::Observation> observation = hub_.FindObservation(token);
+  if (!observation) {
+    layer_.Cancel(token);  // cancelled meanwhile: the next notification gets RST
+    return;
+  }
+  if (result.observing && result.response != nullptr) {
+    OnNotification(*observation, *result.response);
+    return;
+  }
+  // RFC 7641 §3.2: a final response ends the observation.
+  registrations_.PersistWrites(
+      [&](store::WriteBatch& batch) { hub_.RemoveObservation(token, &batch); }, nullptr);
+  if (metrics_.observations.Value() > 0) metrics_.observations.Set(metrics_.observations.Value() - 1);
+}
+
 coap::ResponseCallback ManagementService::NotificationCallback(uint64_t token) {
-  return [this, token](const coap::ClientResult& result) {
-    std::optional<ManagementHub::Observation> observation = hub_.FindObservation(token);
-    if (!observation) {
-      layer_.Cancel(token);
-      return;
-    }
-    if (result.observing && result.response != nullptr) {
-      OnNotification(*observation, *result.response);
-      return;
-    }
-    registrations_.PersistWrites(
-        [&](store::WriteBatch& batch) { hub_.RemoveObservation(token, &batch); }, nullptr);
-    metrics_.observations.Set(metrics_.observations.Value() - 1);
-  };
+  return [this, token](const coap::ClientResult& result) { OnObservationResult(token, result); };
 }
 
 bool ManagementService::OnUnmatchedResponse(uint64_t token, const coap::MessageView& message,
@@ -1024,7 +1019,7 @@ void ManagementService::CancelObservation(ActionRequest request,
   metrics_.calls.Add();
   accepted(Submission::Accepted(request.id, false));
   if (layer_.Cancel(request.token)) {
-    metrics_.observations.Set(metrics_.observations.Value() - 1);
+    if (metrics_.observations.Value() > 0) metrics_.observations.Set(metrics_.observations.Value() - 1);
   }
   registrations_.PersistWrites(
       [&](store::WriteBatch& batch) { hub_.RemoveObservation(request.token, &batch); }, nullptr);

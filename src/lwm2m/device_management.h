@@ -248,6 +248,7 @@ class ManagementService final : public RegistrationListener {
   void OnNotification(const ManagementHub::Observation& observation,
                       const coap::MessageView& message);
   coap::ResponseCallback NotificationCallback(uint64_t token);
+  void OnObservationResult(uint64_t token, const coap::ClientResult& result);
   bool OnUnmatchedResponse(uint64_t token, const coap::MessageView& message, int listener,
                            const net::PeerAddress& peer);
   void OnSend(coap::Exchange& exchange);

@@ -79,6 +79,21 @@ stop_lwm2md() {
   fi
 }
 
+# Stops lwm2md (SIGTERM, checked as stop_lwm2md does) and starts it again on the same data
+# directory, CoAP port and HTTP port, so that registered devices keep talking to the address
+# they registered with and clients reach the API where they did. Arguments as for
+# start_lwm2md; the previous run's log is kept as lwm2md.log.N.
+LWM2MD_RESTARTS=0
+restart_lwm2md() {
+  local binary=$1
+  shift
+  local coap_port=$COAP_PORT http_port=$HTTP_PORT
+  stop_lwm2md
+  LWM2MD_RESTARTS=$((LWM2MD_RESTARTS + 1))
+  mv "$WORK/lwm2md.log" "$WORK/lwm2md.log.$LWM2MD_RESTARTS"
+  start_lwm2md "$binary" "$@" --set coap.port="$coap_port" --set http.port="$http_port"
+}
+
 # Starts tshark capturing UDP to/from PORT on the loopback interface into FILE and waits
 # until it is actually capturing.
 start_capture() {
