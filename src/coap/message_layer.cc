@@ -668,18 +668,17 @@ void MessageLayer::OnResponseMessage(const net::ReceivedDatagram& d, const Messa
       SendEmpty(d.listener, d.peer, Type::kReset, m.message_id());
       return;
     }
-    if (con) {
-      SendEmpty(d.listener, d.peer, Type::kAcknowledgement, m.message_id());
-      dedup_.Insert(d.peer, m.message_id(), now, now + config_.ExchangeLifetime(),
-                    DedupCache::Kind::kEmptyAck);
-    } else {
-      dedup_.Insert(d.peer, m.message_id(), now, now + config_.NonLifetime(),
-                    DedupCache::Kind::kNonConfirmable);
-    }
+    AcceptResponse(d, m, now);
     ScheduleHousekeeping();
     return;
   }
-  if (con) {
+  AcceptResponse(d, m, now);
+  OnResponseForRequest(*token, m);
+}
+
+void MessageLayer::AcceptResponse(const net::ReceivedDatagram& d, const MessageView& m,
+                                  net::TimePoint now) {
+  if (m.type() == Type::kConfirmable) {
     // RFC 7252 §5.2.2: the client acknowledges a CON response.
     SendEmpty(d.listener, d.peer, Type::kAcknowledgement, m.message_id());
     dedup_.Insert(d.peer, m.message_id(), now, now + config_.ExchangeLifetime(),
@@ -688,7 +687,6 @@ void MessageLayer::OnResponseMessage(const net::ReceivedDatagram& d, const Messa
     dedup_.Insert(d.peer, m.message_id(), now, now + config_.NonLifetime(),
                   DedupCache::Kind::kNonConfirmable);
   }
-  OnResponseForRequest(*token, m);
 }
 
 // ---------------------------------------------------------------------------------------

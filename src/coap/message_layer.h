@@ -331,6 +331,8 @@ class MessageLayer final : public net::DatagramHandler {
   void OnRequestMessage(const net::ReceivedDatagram& d, const MessageView& m);
   void OnResponseMessage(const net::ReceivedDatagram& d, const MessageView& m);
   void OnAckOrReset(const net::ReceivedDatagram& d, const MessageView& m, bool reset);
+  // Acknowledges a CON response (or remembers a NON one) and records it for deduplication.
+  void AcceptResponse(const net::ReceivedDatagram& d, const MessageView& m, net::TimePoint now);
   void OnBlock1(const net::ReceivedDatagram& d, const MessageView& m, ReplyContext& ctx,
                 const BlockOption& block1);
   bool ServeBlock2FromCache(const MessageView& m, const ReplyContext& ctx);

@@ -112,17 +112,38 @@ void AddStoreMetrics(metrics::Registry& registry, const store::Store& store) {
        }});
 }
 
+namespace {
+
+// One per-shard family for each counter of a probe type (a `*Metrics` struct of
+// net::ShardCounter members).
+template <typename Metrics>
+struct ShardFamily {
+  const char* name;
+  const char* help;
+  metrics::Type type;
+  net::ShardCounter Metrics::*counter;
+};
+
+template <typename Metrics, size_t N>
+void AddShardFamilies(metrics::Registry& registry, std::vector<const Metrics*> probes,
+                      const ShardFamily<Metrics> (&families)[N]) {
+  const int shards = static_cast<int>(probes.size());
+  for (const ShardFamily<Metrics>& family : families) {
+    registry.AddCallbackFamily(metrics::PerShardFamily(
+        family.name, family.help, family.type, shards,
+        [probes, counter = family.counter](int shard) {
+          return static_cast<double>((probes[shard]->*counter).Value());
+        }));
+  }
+}
+
+}  // namespace
+
 void AddManagementMetrics(metrics::Registry& registry, lwm2m::ManagementHub& hub) {
   using Metrics = lwm2m::ManagementMetrics;
   std::vector<const Metrics*> probes;
   for (int i = 0; i < hub.shards(); ++i) probes.push_back(&hub.metrics(i));
-  struct Family {
-    const char* name;
-    const char* help;
-    metrics::Type type;
-    net::ShardCounter Metrics::*counter;
-  };
-  constexpr Family kFamilies[] = {
+  static constexpr ShardFamily<Metrics> kFamilies[] = {
       {"lwm2md_actions_accepted_total", "Actions (read, write, observe...) accepted.",
        metrics::Type::kCounter, &Metrics::calls},
       {"lwm2md_actions_succeeded_total", "Actions that ended in success.",
@@ -153,13 +174,7 @@ void AddManagementMetrics(metrics::Registry& registry, lwm2m::ManagementHub& hub
       {"lwm2md_observations_active", "Observations held by the shard.", metrics::Type::kGauge,
        &Metrics::observations},
   };
-  for (const Family& family : kFamilies) {
-    registry.AddCallbackFamily(metrics::PerShardFamily(
-        family.name, family.help, family.type, hub.shards(),
-        [probes, counter = family.counter](int shard) {
-          return static_cast<double>((probes[shard]->*counter).Value());
-        }));
-  }
+  AddShardFamilies(registry, std::move(probes), kFamilies);
 }
 
 void AddRegistrationMetrics(metrics::Registry& registry, lwm2m::RegistrationHub& hub,
@@ -167,13 +182,7 @@ void AddRegistrationMetrics(metrics::Registry& registry, lwm2m::RegistrationHub&
   using Metrics = lwm2m::RegistrationMetrics;
   std::vector<const Metrics*> probes;
   for (int i = 0; i < hub.shards(); ++i) probes.push_back(&hub.metrics(i));
-  struct Family {
-    const char* name;
-    const char* help;
-    metrics::Type type;
-    net::ShardCounter Metrics::*counter;
-  };
-  constexpr Family kFamilies[] = {
+  static constexpr ShardFamily<Metrics> kFamilies[] = {
       {"lwm2md_registrations_registered_total", "Successful Register operations.",
        metrics::Type::kCounter, &Metrics::registers},
       {"lwm2md_registrations_updated_total", "Successful Update operations.",
@@ -197,13 +206,7 @@ void AddRegistrationMetrics(metrics::Registry& registry, lwm2m::RegistrationHub&
       {"lwm2md_registrations_active", "Registrations owned by the shard.", metrics::Type::kGauge,
        &Metrics::active},
   };
-  for (const Family& family : kFamilies) {
-    registry.AddCallbackFamily(metrics::PerShardFamily(
-        family.name, family.help, family.type, hub.shards(),
-        [probes, counter = family.counter](int shard) {
-          return static_cast<double>((probes[shard]->*counter).Value());
-        }));
-  }
+  AddShardFamilies(registry, probes, kFamilies);
   registry.AddCallbackFamily(
       {"lwm2md_registrations_rejected_total",
        "Register, Update and De-register requests refused, by reason.", metrics::Type::kCounter,
