@@ -951,17 +951,26 @@ void ManagementService::OnNotification(const ManagementHub::Observation& observa
   }
   metrics_.notifications.Add();
   const absl::Time now = absl::Now();
+  // The event goes out once the values are stored, so that a consumer who reads lastKnown
+  // on seeing it finds them. Formatted now (the records view this datagram) when someone
+  // listens; the counters see the event either way.
+  std::string payload;
+  if (hub_.options().events->HasSubscribers()) {
+    DataTree data;
+    for (const Record& record : decoded->records) data.Add(record);
+    payload = DataPayload("notify", data, *catalog, observation.context_json,
+                          [](base::JsonWriter&) {});
+  }
   registrations_.PersistWrites(
       [&](store::WriteBatch& batch) {
         WriteLastKnown(batch, observation.endpoint, path, decoded->records, now);
       },
-      nullptr);
-  Publish(event_type::kData, observation.endpoint, [&] {
-    DataTree data;
-    for (const Record& record : decoded->records) data.Add(record);
-    return DataPayload("notify", data, *catalog, observation.context_json,
-                       [](base::JsonWriter&) {});
-  });
+      [this, endpoint = observation.endpoint,
+       payload = std::move(payload)](const absl::Status&) mutable {
+        Event event = MakeEvent(event_type::kData, endpoint);
+        event.payload_json = std::move(payload);
+        hub_.options().events->Publish(std::move(event));
+      });
 }
 
 void ManagementService::OnObservationResult(uint64_t token, const coap::ClientResult& result) {
