@@ -24,8 +24,7 @@ constexpr size_t kMaxHeaderBytes = 64 * 1024;
 constexpr size_t kMaxBodyBytes = 16 * 1024 * 1024;
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
@@ -41,7 +40,8 @@ bool ContainsIgnoreCase(std::string_view haystack, std::string_view needle) {
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -96,6 +96,10 @@ absl::Status HttpClient::SendAll(std::string_view bytes) {
 bool HttpClient::ReadMore(std::string* error) {
   char chunk[16 * 1024];
   for (;;) {
+    if (quick_ack_) {
+      int one = 1;
+      setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+    }
     ssize_t n = recv(fd_, chunk, sizeof(chunk), 0);
     if (n > 0) {
       buffer_.append(chunk, static_cast<size_t>(n));
@@ -106,8 +110,9 @@ bool HttpClient::ReadMore(std::string* error) {
       return false;
     }
     if (errno == EINTR) continue;
-    *error = (errno == EAGAIN || errno == EWOULDBLOCK) ? "timed out waiting for the response"
-                                                       : std::string("recv: ") + std::strerror(errno);
+    *error = (errno == EAGAIN || errno == EWOULDBLOCK)
+                 ? "timed out waiting for the response"
+                 : std::string("recv: ") + std::strerror(errno);
     return false;
   }
 }
@@ -129,8 +134,8 @@ absl::StatusOr<HttpResponse> HttpClient::ReadResponse(bool* got_bytes) {
     return absl::DataLossError("malformed status line");
   }
   HttpResponse response;
-  auto [ptr, ec] = std::from_chars(status_line.data() + 9, status_line.data() + 12,
-                                   response.status);
+  auto [ptr, ec] =
+      std::from_chars(status_line.data() + 9, status_line.data() + 12, response.status);
   if (ec != std::errc() || ptr != status_line.data() + 12) {
     return absl::DataLossError("malformed status code");
   }
@@ -140,9 +145,8 @@ absl::StatusOr<HttpResponse> HttpClient::ReadResponse(bool* got_bytes) {
   while (line_end != std::string_view::npos) {
     const size_t start = line_end + 2;
     line_end = head.find("\r\n", start);
-    std::string_view line = head.substr(start, line_end == std::string_view::npos
-                                                   ? std::string_view::npos
-                                                   : line_end - start);
+    std::string_view line = head.substr(
+        start, line_end == std::string_view::npos ? std::string_view::npos : line_end - start);
     const size_t colon = line.find(':');
     if (colon == std::string_view::npos) continue;
     const std::string_view name = Trim(line.substr(0, colon));
@@ -221,7 +225,8 @@ absl::StatusOr<HttpResponse> HttpClient::Request(std::string_view method, std::s
   request.reserve(256 + body.size());
   request.append(method).append(" ").append(path).append(" HTTP/1.1\r\nHost: ");
   request.append(target_.ToString()).append("\r\n");
-  if (!authorization_.empty()) request.append("Authorization: ").append(authorization_).append("\r\n");
+  if (!authorization_.empty())
+    request.append("Authorization: ").append(authorization_).append("\r\n");
   if (!body.empty()) {
     request.append("Content-Type: application/json\r\nContent-Length: ");
     request.append(std::to_string(body.size())).append("\r\n");

@@ -5,7 +5,8 @@
 //   notify_load --target 127.0.0.1:PORT [--mode coap|echo] [--devices 1024] [--sockets 16]
 //               [--window 256] [--con-every 16] [--format text|tlv] [--duration 10]
 //               [--warmup 1] [--timeout-ms 200] [--http 127.0.0.1:PORT --token-file FILE]
-//               [--http-clients 16] [--read-duration SECONDS] [--cpu N]
+//               [--http-clients 16] [--read-duration SECONDS] [--quickack 0|1]
+//               [--server-pid PID] [--cpu N]
 //
 // coap mode, in four phases:
 //   1. register: every device registers (POST /rd?ep=bench-N&lt=3600&b=U&lwm2m=1.1), device N
@@ -25,11 +26,17 @@
 // echo mode: phase 3 only, against udp_echo: the same datagrams in the same groups; the echo of
 // the group's last datagram plays the ACK, and every echoed datagram counts.
 //
+// --server-pid: the CPU the server process used during the measured window is reported
+// (server_cpu, in cores; client_cpu likewise for this process): on a machine where other work
+// competes for the server's core, a server below one core while the client still has
+// notifications to send was not given its CPU, and the rates are not comparable.
+//
 // Last line, coap mode: notify_rps=… client_rps=… api_read_rps=…
 //            echo mode: echo_rps=… sent=… received=…
 
 #include <errno.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,6 +51,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -72,12 +80,14 @@ struct Options {
   std::optional<SocketAddress> http;
   std::string token_file;
   int http_clients = 16;
+  bool quick_ack = false;       // HttpClient::set_quick_ack for the read phase
+  int server_pid = 0;           // the server's process, whose CPU time is reported; 0: none
   double read_duration_s = -1;  // < 0: the same as duration_s
   int cpu = -1;
 };
 
 // Register: a lost request or answer is sent again after this long, at most kRegisterAttempts
-// times; the whole phase ends after kRegisterPhase whatever happened.
+// times; the whole phase ends after kRegisterPhaseNs whatever happened.
 constexpr int64_t kRegisterTimeoutNs = 2'000'000'000;
 constexpr int kRegisterAttempts = 5;
 constexpr int64_t kRegisterPhaseNs = 60'000'000'000;
@@ -92,6 +102,7 @@ constexpr int kHttpTimeoutMs = 30'000;
 constexpr std::string_view kResourcePath = "3/0/9";
 // RFC 7641 §3.4: the Observe value is 24 bits and wraps.
 constexpr uint32_t kObserveMask = 0xFFFFFF;
+// Read latencies kept per HTTP thread (a bound on memory); reads beyond it still count.
 constexpr size_t kMaxLatencySamples = 1 << 20;
 
 // Latencies at 1 µs resolution up to a bound (slower ones land in the last bucket).
@@ -142,10 +153,10 @@ struct Registration {
 };
 
 struct NotifyCounters {
-  uint64_t sent = 0;             // measured notifications sent
-  uint64_t received = 0;         // measured notifications whose group was answered
+  uint64_t sent = 0;                // measured notifications sent
+  uint64_t received = 0;            // measured notifications whose group was answered
   uint64_t answered_in_window = 0;  // notifications answered while measuring: the rate
-  uint64_t lost_groups = 0;      // measured groups without an answer in time
+  uint64_t lost_groups = 0;         // measured groups without an answer in time
   uint64_t resets = 0;
   uint64_t unmatched = 0;
   uint64_t malformed = 0;
@@ -183,12 +194,85 @@ double SumFamily(std::string_view text, std::string_view name) {
   return sum;
 }
 
+// CPU seconds (user + system) process pid has used, all threads: fields 14 and 15 of
+// /proc/PID/stat (proc(5)); nullopt when unreadable.
+std::optional<double> ProcessCpuSeconds(int pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(file, stat)) return std::nullopt;
+  // The command name (field 2) may hold spaces; fields are counted after its ')'.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::string_view rest = std::string_view(stat).substr(close + 1);
+  uint64_t ticks[2] = {};
+  int field = 2;
+  size_t pos = 0;
+  while (pos < rest.size() && field < 15) {
+    while (pos < rest.size() && rest[pos] == ' ') ++pos;
+    const size_t end = std::min(rest.find(' ', pos), rest.size());
+    ++field;
+    if (field == 14 || field == 15) {
+      auto [ptr, ec] = std::from_chars(rest.data() + pos, rest.data() + end, ticks[field - 14]);
+      if (ec != std::errc()) return std::nullopt;
+    }
+    pos = end;
+  }
+  if (field < 15) return std::nullopt;
+  return static_cast<double>(ticks[0] + ticks[1]) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double SelfCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// The CPU two processes (the server's, ours) used over a window, in cores.
+class CpuMeter {
+ public:
+  explicit CpuMeter(int server_pid) : server_pid_(server_pid) {}
+  void Start() {
+    start_ns_ = NowNs();
+    server_start_ = server_pid_ > 0 ? ProcessCpuSeconds(server_pid_) : std::nullopt;
+    self_start_ = SelfCpuSeconds();
+  }
+  void Stop() {
+    const double wall = static_cast<double>(NowNs() - start_ns_) / 1e9;
+    if (wall <= 0) return;
+    self_cores_ = (SelfCpuSeconds() - self_start_) / wall;
+    std::optional<double> server_end =
+        server_pid_ > 0 ? ProcessCpuSeconds(server_pid_) : std::nullopt;
+    if (server_start_ && server_end) server_cores_ = (*server_end - *server_start_) / wall;
+  }
+  // " server_cpu=0.99 client_cpu=0.80", the first only with a server pid.
+  std::string Text() const {
+    char text[64];
+    if (server_cores_) {
+      std::snprintf(text, sizeof(text), " server_cpu=%.2f client_cpu=%.2f", *server_cores_,
+                    self_cores_);
+    } else {
+      std::snprintf(text, sizeof(text), " client_cpu=%.2f", self_cores_);
+    }
+    return text;
+  }
+
+ private:
+  const int server_pid_;
+  int64_t start_ns_ = 0;
+  std::optional<double> server_start_;
+  double self_start_ = 0;
+  std::optional<double> server_cores_;
+  double self_cores_ = 0;
+};
+
 class NotifyClient {
  public:
   explicit NotifyClient(const Options& options)
       : options_(options),
         groups_(std::max(1, options.window / options.con_every)),
-        latency_(options.timeout_ms * 1000) {}
+        latency_(options.timeout_ms * 1000),
+        notify_cpu_(options.server_pid) {}
 
   ~NotifyClient() {
     if (epoll_fd_ >= 0) close(epoll_fd_);
@@ -286,7 +370,8 @@ class NotifyClient {
       }
     }
     int registered = 0;
-    for (const Registration& r : registrations_) registered += r.state == Registration::State::kDone;
+    for (const Registration& r : registrations_)
+      registered += r.state == Registration::State::kDone;
     std::printf("register: registered=%d failed=%d seconds=%.2f\n", registered,
                 options_.devices - registered, static_cast<double>(NowNs() - start) / 1e9);
     std::fflush(stdout);
@@ -307,6 +392,8 @@ class NotifyClient {
     for (int t = 0; t < clients; ++t) {
       threads.emplace_back([&, t] {
         HttpClient http(*options_.http, authorization_, kHttpTimeoutMs);
+        // Set-up, not measured: no reason to wait for delayed ACKs.
+        http.set_quick_ack(true);
         for (size_t i = t; i < devices.size() && !stop.load(); i += clients) {
           absl::StatusOr<HttpResponse> response =
               http.Request("POST", ActionPath(devices[i], "observe"), kActionBody);
@@ -315,8 +402,9 @@ class NotifyClient {
             ok.fetch_add(1);
           } else if (failed.fetch_add(1) == 0) {
             std::fprintf(stderr, "observe bench-%d: %s\n", devices[i],
-                         response.ok() ? (std::to_string(response->status) + " " + response->body).c_str()
-                                       : response.status().ToString().c_str());
+                         response.ok()
+                             ? (std::to_string(response->status) + " " + response->body).c_str()
+                             : response.status().ToString().c_str());
           }
         }
         done_threads.fetch_add(1);
@@ -337,6 +425,10 @@ class NotifyClient {
   // Phase 3 (both modes).
   void Notify() {
     phase_ = Phase::kNotify;
+    for (SocketState& state : sockets_) {
+      // The register phase left device numbers here.
+      std::fill(state.group_by_mid.begin(), state.group_by_mid.end(), -1);
+    }
     for (size_t s = 0; s < sockets_.size(); ++s) {
       if (options_.mode == Mode::kEcho || !sockets_[s].observations.empty()) {
         active_sockets_.push_back(static_cast<int>(s));
@@ -357,14 +449,21 @@ class NotifyClient {
     int64_t next_sweep = start + sweep_interval;
     const bool scrape = options_.mode == Mode::kCoap;
     std::thread scrape_start, scrape_end;
+    bool cpu_started = false, cpu_stopped = false;
 
     int64_t now = start;
     for (;;) {
       measuring_ = now >= measure_start && now < measure_end;
-      if (scrape && now >= measure_start && !scrape_start.joinable()) {
-        scrape_start = std::thread([this] { start_scrape_ = ScrapeMetrics(); });
+      if (now >= measure_start && !cpu_started) {
+        cpu_started = true;
+        notify_cpu_.Start();
+        if (scrape) scrape_start = std::thread([this] { start_scrape_ = ScrapeMetrics(); });
       }
       const bool sending = now < measure_end;
+      if (!sending && !cpu_stopped) {
+        cpu_stopped = true;
+        notify_cpu_.Stop();
+      }
       if (!sending) {
         if (scrape && !scrape_end.joinable()) {
           scrape_end = std::thread([this] { end_scrape_ = ScrapeMetrics(); });
@@ -414,6 +513,7 @@ class NotifyClient {
         PerThread& mine = results[t];
         mine.latencies_us.reserve(4096);
         HttpClient http(*options_.http, authorization_, kHttpTimeoutMs);
+        http.set_quick_ack(options_.quick_ack);
         // Each thread reads its own devices in turn, so no two calls wait on one device.
         for (size_t i = t; !stop.load(); i += clients) {
           if (i >= devices.size()) i = t;
@@ -447,8 +547,18 @@ class NotifyClient {
     // The devices answer until every thread has finished its last call; after the window a
     // call still waiting on the server ends within kHttpTimeoutMs.
     const int64_t give_up = measure_end + static_cast<int64_t>(kHttpTimeoutMs) * 1'000'000 * 2;
+    CpuMeter cpu(options_.server_pid);
+    bool cpu_started = false;
     while (done_threads.load() < clients && NowNs() < give_up) {
-      if (NowNs() >= measure_end) stop.store(true);
+      const int64_t now = NowNs();
+      if (now >= measure_start && !cpu_started) {
+        cpu_started = true;
+        cpu.Start();
+      }
+      if (now >= measure_end && !stop.load()) {
+        stop.store(true);
+        cpu.Stop();
+      }
       Poll(5);
     }
     stop.store(true);
@@ -471,9 +581,9 @@ class NotifyClient {
     // which biases the rate down by at most clients / duration.
     const double rps = duration_s > 0 ? static_cast<double>(ok) / duration_s : 0;
     std::printf("read: rps=%.0f p50_us=%u p99_us=%u ok=%" PRIu64 " failed=%" PRIu64
-                " clients=%d connects=%" PRIu64 " device_gets=%" PRIu64 "\n",
+                " clients=%d connects=%" PRIu64 " device_gets=%" PRIu64 "%s\n",
                 rps, percentile(0.50), percentile(0.99), ok, failed, clients, connects,
-                counters_.requests_answered);
+                counters_.requests_answered, cpu.Text().c_str());
     std::fflush(stdout);
     return rps;
   }
@@ -488,9 +598,9 @@ class NotifyClient {
                 c.lost_groups, c.resets, c.unmatched, c.malformed, c.send_failures);
     if (options_.mode == Mode::kEcho) {
       std::printf("echo: rps=%.0f p50_us=%" PRId64 " p99_us=%" PRId64 " sent=%" PRIu64
-                  " received=%" PRIu64 "\n",
+                  " received=%" PRIu64 "%s\n",
                   client_rps, latency_.Percentile(0.5), latency_.Percentile(0.99), c.sent,
-                  c.received);
+                  c.received, notify_cpu_.Text().c_str());
       std::fflush(stdout);
       return client_rps;
     }
@@ -503,10 +613,10 @@ class NotifyClient {
                    end_scrape_.error.c_str());
     }
     std::printf("notify: server_rps=%.0f client_rps=%.0f p50_us=%" PRId64 " p99_us=%" PRId64
-                " sent=%" PRIu64 " received=%" PRIu64 " server_errors=%.0f\n",
-                server_rps, client_rps, latency_.Percentile(0.5), latency_.Percentile(0.99),
-                c.sent, c.received,
-                end_scrape_.notification_errors - start_scrape_.notification_errors);
+                " sent=%" PRIu64 " received=%" PRIu64 " server_errors=%.0f%s\n",
+                server_rps, client_rps, latency_.Percentile(0.5), latency_.Percentile(0.99), c.sent,
+                c.received, end_scrape_.notification_errors - start_scrape_.notification_errors,
+                notify_cpu_.Text().c_str());
     std::fflush(stdout);
     return server_rps;
   }
@@ -549,9 +659,7 @@ class NotifyClient {
     return devices;
   }
 
-  int GroupSocket(size_t group) const {
-    return active_sockets_[group % active_sockets_.size()];
-  }
+  int GroupSocket(size_t group) const { return active_sockets_[group % active_sockets_.size()]; }
 
   static uint64_t TokenKey(std::span<const uint8_t> token) {
     uint64_t key = token.size();
@@ -628,8 +736,9 @@ class NotifyClient {
     Registration& r = registrations_[device];
     const int s = device % options_.sockets;
     SocketState& state = sockets_[s];
-    const uint8_t token[4] = {static_cast<uint8_t>(device >> 24), static_cast<uint8_t>(device >> 16),
-                              static_cast<uint8_t>(device >> 8), static_cast<uint8_t>(device)};
+    const uint8_t token[4] = {static_cast<uint8_t>(device >> 24),
+                              static_cast<uint8_t>(device >> 16), static_cast<uint8_t>(device >> 8),
+                              static_cast<uint8_t>(device)};
     const std::string ep = "ep=bench-" + std::to_string(device);
     r.mid = state.next_message_id++;
     std::span<uint8_t> out = SendBuffer(s);
@@ -669,12 +778,10 @@ class NotifyClient {
             out[3] = static_cast<uint8_t>(mid);
             size = echo_size_;
           } else {
-            Observation& o =
-                observations_[state.observations[state.next_observation++ %
-                                                 state.observations.size()]];
+            Observation& o = observations_[state.observations[state.next_observation++ %
+                                                              state.observations.size()]];
             o.observe = (o.observe + 1) & kObserveMask;
-            size = WriteContent(out,
-                                probe ? coap::Type::kConfirmable : coap::Type::kNonConfirmable,
+            size = WriteContent(out, probe ? coap::Type::kConfirmable : coap::Type::kNonConfirmable,
                                 mid, std::span<const uint8_t>(o.token.data(), o.token_length),
                                 o.observe);
           }
@@ -716,7 +823,8 @@ class NotifyClient {
   // stands for them all); echo mode counts each echo as it arrives instead.
   void OnProbeAnswer(int s, uint16_t mid, int64_t now, bool good, bool count_group) {
     const int32_t g = sockets_[s].group_by_mid[mid];
-    if (g < 0 || !groups_[g].in_flight || groups_[g].probe_mid != mid) {
+    if (g < 0 || static_cast<size_t>(g) >= groups_.size() || !groups_[g].in_flight ||
+        groups_[g].probe_mid != mid) {
       ++counters_.unmatched;
       return;
     }
@@ -855,8 +963,9 @@ class NotifyClient {
     if (request.code() != coap::code::kGet || too_long ||
         std::string_view(path, path_size) != kResourcePath) {
       coap::MessageBuilder builder(out);
-      builder.Header(type, request.code() == coap::code::kGet ? coap::code::kNotFound
-                                                              : coap::code::kMethodNotAllowed,
+      builder.Header(type,
+                     request.code() == coap::code::kGet ? coap::code::kNotFound
+                                                        : coap::code::kMethodNotAllowed,
                      mid, request.token());
       state.socket->CommitSend(builder.Finish().size(), nullptr);
       return;
@@ -883,6 +992,7 @@ class NotifyClient {
   Scrape ScrapeMetrics() {
     Scrape scrape;
     HttpClient http(*options_.http, authorization_, kHttpTimeoutMs);
+    http.set_quick_ack(true);
     const int64_t before = NowNs();
     absl::StatusOr<HttpResponse> response = http.Request("GET", "/metrics");
     const int64_t after = NowNs();
@@ -918,6 +1028,7 @@ class NotifyClient {
   LatencyHistogram latency_;
   Scrape start_scrape_;
   Scrape end_scrape_;
+  CpuMeter notify_cpu_;
 };
 
 void Usage() {
@@ -926,7 +1037,8 @@ void Usage() {
                "                   [--sockets 16] [--window 256] [--con-every 16]\n"
                "                   [--format text|tlv] [--duration 10] [--warmup 1]\n"
                "                   [--timeout-ms 200] [--http 127.0.0.1:PORT --token-file FILE]\n"
-               "                   [--http-clients 16] [--read-duration SECONDS] [--cpu N]\n");
+               "                   [--http-clients 16] [--read-duration SECONDS]\n"
+               "                   [--quickack 0|1] [--server-pid PID] [--cpu N]\n");
 }
 
 std::optional<SocketAddress> LoopbackAddress(std::string_view flag, const std::string& text) {
@@ -951,7 +1063,8 @@ bool ParseOptions(int argc, char** argv, Options* options) {
   std::string target, http, mode = "coap", format = "text";
   int64_t devices = options->devices, sockets = options->sockets, window = options->window;
   int64_t con_every = options->con_every, timeout_ms = options->timeout_ms;
-  int64_t http_clients = options->http_clients, cpu = options->cpu;
+  int64_t http_clients = options->http_clients, cpu = options->cpu, quick_ack = 0;
+  int64_t server_pid = 0;
   // Bounds: a run stays finite (an hour at most), devices fit the 32-bit Register token,
   // the groups fit the mid table, the HTTP clients fit lwm2md's worker pool (32 by default).
   if (!flags.GetString("target", &target) || !flags.GetString("mode", &mode) ||
@@ -963,6 +1076,8 @@ bool ParseOptions(int argc, char** argv, Options* options) {
       !flags.GetInt("timeout-ms", 1, 2000, &timeout_ms) || !flags.GetString("http", &http) ||
       !flags.GetString("token-file", &options->token_file) ||
       !flags.GetInt("http-clients", 1, 256, &http_clients) ||
+      !flags.GetInt("quickack", 0, 1, &quick_ack) ||
+      !flags.GetInt("server-pid", 0, 1 << 22, &server_pid) ||
       !flags.GetDouble("read-duration", 0, 3600, &options->read_duration_s) ||
       !flags.GetInt("cpu", -1, 4095, &cpu) || !flags.CheckAllUsed()) {
     return false;
@@ -1009,6 +1124,8 @@ bool ParseOptions(int argc, char** argv, Options* options) {
   options->con_every = static_cast<int>(con_every);
   options->timeout_ms = static_cast<int>(timeout_ms);
   options->http_clients = static_cast<int>(http_clients);
+  options->quick_ack = quick_ack != 0;
+  options->server_pid = static_cast<int>(server_pid);
   options->cpu = static_cast<int>(cpu);
   if (options->read_duration_s < 0) options->read_duration_s = options->duration_s;
   return true;
@@ -1027,12 +1144,13 @@ int Main(int argc, char** argv) {
   }
   NotifyClient client(options);
   if (!client.Init()) return 1;
-  std::printf("notify_load: mode=%s target=%s devices=%d sockets=%d window=%d con_every=%d "
-              "format=%s notification_bytes=%zu warmup=%gs duration=%gs\n",
-              options.mode == Mode::kCoap ? "coap" : "echo", options.target.ToString().c_str(),
-              options.devices, options.sockets, options.window, options.con_every,
-              options.format == Format::kTlv ? "tlv" : "text", client.notification_size(),
-              options.warmup_s, options.duration_s);
+  std::printf(
+      "notify_load: mode=%s target=%s devices=%d sockets=%d window=%d con_every=%d "
+      "format=%s notification_bytes=%zu warmup=%gs duration=%gs\n",
+      options.mode == Mode::kCoap ? "coap" : "echo", options.target.ToString().c_str(),
+      options.devices, options.sockets, options.window, options.con_every,
+      options.format == Format::kTlv ? "tlv" : "text", client.notification_size(), options.warmup_s,
+      options.duration_s);
   std::fflush(stdout);
 
   if (options.mode == Mode::kEcho) {
@@ -1053,8 +1171,8 @@ int Main(int argc, char** argv) {
   client.Notify();
   const double notify_rps = client.ReportNotify();
   const double read_rps = options.read_duration_s > 0 ? client.Read(options.read_duration_s) : 0;
-  std::printf("notify_rps=%.0f client_rps=%.0f api_read_rps=%.0f\n", notify_rps,
-              client.ClientRps(), read_rps);
+  std::printf("notify_rps=%.0f client_rps=%.0f api_read_rps=%.0f\n", notify_rps, client.ClientRps(),
+              read_rps);
   return 0;
 }
 
