@@ -295,11 +295,8 @@ void ManagementHub::ResumeStored() {
     }
     // Sent before the restart: its answer, if any, went to a process that is gone.
     forget.Delete(store::Table::kRequests, stored.id);
-    std::string path_text;
-    for (const Path& p : request->paths) {
-      base::StrAppend(&path_text, path_text.empty() ? "" : ",", p.ToString());
-    }
-    PublishFailure(*request, ActionName(request->kind), path_text, kInterruptedError);
+    PublishFailure(*request, ActionName(request->kind), PathsText(request->paths),
+                   kInterruptedError);
   }
   if (!forget.empty()) {
     options_.store->Submit(std::move(forget), [](absl::Status status) {
@@ -371,11 +368,7 @@ void ManagementHub::Submit(ActionRequest request, AcceptedCallback accepted, Don
     // a malformed call is refused at once.
     if (request.options.async && absl::IsFailedPrecondition(status)) {
       accepted(Submission::Accepted(request.id, false));
-      std::string path_text;
-      for (const Path& p : request.paths) {
-        base::StrAppend(&path_text, path_text.empty() ? "" : ",", p.ToString());
-      }
-      PublishFailure(request, ActionName(request.kind), ErrorPath(status, path_text),
+      PublishFailure(request, ActionName(request.kind), ErrorPath(status, PathsText(request.paths)),
                      base::Std(status.message()));
       if (done) {
         ActionOutcome outcome;
