@@ -556,6 +556,23 @@ void ManagementService::Adopt(std::deque<std::unique_ptr<Call>> calls) {
   for (std::unique_ptr<Call>& call : calls) Start(std::move(call), 0);
 }
 
+void ManagementService::ReceiveMoved(const std::string& endpoint,
+                                     std::deque<std::unique_ptr<Call>> calls) {
+  if (registrations_.FindByEndpoint(endpoint) != nullptr) return Adopt(std::move(calls));
+  // The registration itself is still on its way (posted right after these calls): hold them
+  // until OnMovedIn, so that Start finds the device here instead of failing it.
+  std::deque<std::unique_ptr<Call>>& held = arriving_[endpoint];
+  for (std::unique_ptr<Call>& call : calls) held.push_back(std::move(call));
+}
+
+void ManagementService::OnMovedIn(const Registration& registration) {
+  auto it = arriving_.find(registration.endpoint);
+  if (it == arriving_.end()) return;
+  std::deque<std::unique_ptr<Call>> calls = std::move(it->second);
+  arriving_.erase(it);
+  Adopt(std::move(calls));
+}
+
 void ManagementService::Pump(const std::string& endpoint) {
   auto it = devices_.find(endpoint);
   if (it == devices_.end()) return;
@@ -725,9 +742,15 @@ void ManagementService::Fail(std::unique_ptr<Call> call, ActionOutcome::Failure 
   Finish(std::move(call));
 }
 
+void ManagementService::WriteTokens(base::JsonWriter& json, const Call& call) {
+  if (call.plan.kind != ActionKind::kObserve) return;
+  json.Key("tokens").BeginObject();
+  for (const auto& [path, token] : call.tokens) json.Key(path).String(TokenHex(token));
+  json.EndObject();
+}
+
 void ManagementService::Finish(std::unique_ptr<Call> call) {
-  const ActionRequest& request = call->request;
-  const std::string& context = request.options.context_json;
+  const std::string& context = call->request.options.context_json;
   const std::string& source = call->plan.source;
   const bool ok = call->errors.empty();
   (ok ? metrics_.calls_succeeded : metrics_.calls_failed).Add();
@@ -744,12 +767,7 @@ void ManagementService::Finish(std::unique_ptr<Call> call) {
       outcome.partial_errors = call->errors;
     }
   }
-  auto write_tokens = [&](base::JsonWriter& json) {
-    if (call->plan.kind != ActionKind::kObserve) return;
-    json.Key("tokens").BeginObject();
-    for (const auto& [path, token] : call->tokens) json.Key(path).String(TokenHex(token));
-    json.EndObject();
-  };
+  auto write_tokens = [&call](base::JsonWriter& json) { WriteTokens(json, *call); };
   if (reads) {
     outcome.body_json = DataPayload(source, call->data, *catalog, context, write_tokens);
   } else {
@@ -763,6 +781,29 @@ void ManagementService::Finish(std::unique_ptr<Call> call) {
     outcome.body_json = json.Take();
   }
 
+  if (!call->has_data && !call->persisted) return Deliver(std::move(call), std::move(outcome));
+  // The call's values (lastKnown) and the removal of its request record are in this turn's
+  // commit. Its events and its answer go out once that commit is durable: whoever reads
+  // lastKnown on seeing them finds the values, and a crash in between cannot report a call
+  // twice (once done, once "interrupted by a server restart").
+  const std::string key = call->persisted ? call->id() : std::string();
+  registrations_.PersistWrites(
+      [&](store::WriteBatch& batch) {
+        if (!key.empty()) batch.Delete(store::Table::kRequests, key);
+      },
+      [this, call = std::move(call), outcome = std::move(outcome)](const absl::Status&) mutable {
+        Deliver(std::move(call), std::move(outcome));
+      });
+  UpdateGauges();
+}
+
+void ManagementService::Deliver(std::unique_ptr<Call> call, ActionOutcome outcome) {
+  std::shared_ptr<const ObjectCatalog> catalog = hub_.options().objects->snapshot();
+  const ActionRequest& request = call->request;
+  const std::string& context = request.options.context_json;
+  const std::string& source = call->plan.source;
+  const bool ok = call->errors.empty();
+  auto write_tokens = [&call](base::JsonWriter& json) { WriteTokens(json, *call); };
   if (request.options.async) {
     const std::string& endpoint = request.endpoint;
     if (call->has_data) {
@@ -801,11 +842,6 @@ void ManagementService::Finish(std::unique_ptr<Call> call) {
         return json.Take();
       });
     }
-  }
-  if (call->persisted) {
-    const std::string key = call->id();
-    registrations_.PersistWrites(
-        [&](store::WriteBatch& batch) { batch.Delete(store::Table::kRequests, key); }, nullptr);
   }
   if (call->done) call->done(std::move(outcome));
   UpdateGauges();
@@ -892,8 +928,8 @@ void ManagementService::OnRemoved(const std::string& endpoint, RemoveReason reas
   switch (reason) {
     case RemoveReason::kMoved: {
       auto holder = std::make_shared<std::deque<std::unique_ptr<Call>>>(std::move(waiting));
-      if (hub_.RunOn(to_shard, [holder](ManagementService& service) {
-            service.Adopt(std::move(*holder));
+      if (hub_.RunOn(to_shard, [holder, endpoint](ManagementService& service) {
+            service.ReceiveMoved(endpoint, std::move(*holder));
           })) {
         return;
       }

@@ -45,6 +45,10 @@
 #include "net/shard_counter.h"
 #include "store/store.h"
 
+namespace lwm2md::base {
+class JsonWriter;
+}  // namespace lwm2md::base
+
 namespace lwm2md::lwm2m {
 
 struct ManagementLimits {
@@ -222,6 +226,7 @@ class ManagementService final : public RegistrationListener {
   // RegistrationListener
   void OnActive(const Registration& registration, bool registered) override;
   void OnRemoved(const std::string& endpoint, RemoveReason reason, int to_shard) override;
+  void OnMovedIn(const Registration& registration) override;
 
  private:
   friend class ManagementHub;
@@ -234,11 +239,17 @@ class ManagementService final : public RegistrationListener {
 
   void Start(std::unique_ptr<Call> call, int hops);
   void Adopt(std::deque<std::unique_ptr<Call>> calls);
+  // The waiting calls of a device whose registration is moving to this shard.
+  void ReceiveMoved(const std::string& endpoint, std::deque<std::unique_ptr<Call>> calls);
   void Pump(const std::string& endpoint);
   void SendStep(Call* call);
   void OnStepResult(const std::string& call_id, const coap::ClientResult& result,
                     uint64_t token);
+  // Ends a call: its outcome, then (Deliver) its events and its answer.
   void Finish(std::unique_ptr<Call> call);
+  void Deliver(std::unique_ptr<Call> call, ActionOutcome outcome);
+  // An observe call's "tokens" member: path → token in hex.
+  static void WriteTokens(base::JsonWriter& json, const Call& call);
   void Fail(std::unique_ptr<Call> call, ActionOutcome::Failure failure, std::string error);
   void ExpireWaiting();
   void ScheduleExpirySweep();
@@ -270,6 +281,8 @@ class ManagementService final : public RegistrationListener {
   const int shard_id_;
   absl::flat_hash_map<std::string, Device> devices_;
   absl::flat_hash_map<std::string, std::unique_ptr<Call>> active_;
+  // Calls that arrived ahead of their device's registration (see ReceiveMoved).
+  absl::flat_hash_map<std::string, std::deque<std::unique_ptr<Call>>> arriving_;
   size_t pending_ = 0;  // calls waiting or active on this shard
   size_t waiting_ = 0;
   net::TimerWheel::Id expiry_timer_ = net::TimerWheel::kNoTimer;

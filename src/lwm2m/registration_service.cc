@@ -578,6 +578,7 @@ void RegistrationService::MoveHereThen(std::string_view id,
       if (!moved) return then(nullptr);
       Entry* entry = service.Install(*std::move(moved), missing_timeout);
       service.metrics_.moved_in.Add();
+      if (service.listener_ != nullptr) service.listener_->OnMovedIn(entry->registration);
       then(entry);
     });
   });

@@ -86,6 +86,10 @@ class RegistrationListener {
   virtual void OnActive(const Registration& registration, bool registered) = 0;
   // The registration is gone from this shard; to_shard is its new shard when moved, else -1.
   virtual void OnRemoved(const std::string& endpoint, RemoveReason reason, int to_shard) = 0;
+  // A registration moved here from another shard is installed (before the request that moved
+  // it goes on). What its old shard sent along on OnRemoved(kMoved) has arrived by then: the
+  // old shard posts it before it posts the registration, and a shard runs posts in order.
+  virtual void OnMovedIn(const Registration& registration) = 0;
 };
 
 class RegistrationHub {

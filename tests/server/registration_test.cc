@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "coap/message.h"
+#include "coap_test_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lwm2m/billing.h"
@@ -31,91 +32,6 @@ namespace lwm2md::server {
 namespace {
 
 using ::testing::HasSubstr;
-
-struct Reply {
-  uint8_t code = 0;
-  std::vector<std::string> location;
-  std::string payload;
-};
-
-// A CoAP client on its own UDP socket (its own source port, hence possibly its own shard).
-class Client {
- public:
-  explicit Client(uint16_t server_port) : port_(server_port) {
-    fd_ = socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in local{};
-    local.sin_family = AF_INET;
-    local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local));
-    socklen_t length = sizeof(local);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &length);
-    local_port_ = ntohs(local.sin_port);
-  }
-  ~Client() { close(fd_); }
-
-  std::string address() const { return "127.0.0.1:" + std::to_string(local_port_); }
-
-  // Sends a CON request and waits for its response (piggybacked or separate).
-  std::optional<Reply> Request(uint8_t method, const std::string& path,
-                               const std::vector<std::string>& queries,
-                               const std::string& payload = "",
-                               std::optional<uint16_t> format = std::nullopt) {
-    const uint16_t mid = ++mid_;
-    const uint8_t token[2] = {static_cast<uint8_t>(mid >> 8), static_cast<uint8_t>(mid)};
-    uint8_t buffer[2048];
-    coap::MessageBuilder builder(buffer);
-    builder.Header(coap::Type::kConfirmable, method, mid, token).UriPath(path);
-    if (format) builder.UintOption(coap::option::kContentFormat, *format);
-    for (const std::string& query : queries) builder.Option(coap::option::kUriQuery, query);
-    if (!payload.empty()) builder.Payload(payload);
-    std::span<const uint8_t> bytes = builder.Finish();
-    if (bytes.empty()) return std::nullopt;
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(port_);
-    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sendto(fd_, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to));
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      uint8_t in[2048];
-      ssize_t n = recv(fd_, in, sizeof(in), 0);
-      if (n <= 0) continue;
-      coap::MessageView m;
-      if (coap::MessageView::Parse(std::span<const uint8_t>(in, static_cast<size_t>(n)), &m) !=
-          coap::ParseError::kOk) {
-        continue;
-      }
-      if (m.IsEmpty()) continue;  // the empty ACK before a separate response
-      if (m.type() == coap::Type::kConfirmable) {
-        uint8_t ack[4];
-        std::span<const uint8_t> a = coap::BuildEmpty(coap::Type::kAcknowledgement, m.message_id(), ack);
-        sendto(fd_, a.data(), a.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to));
-      }
-      if (m.token().size() != 2 || m.token()[0] != token[0] || m.token()[1] != token[1]) continue;
-      Reply reply;
-      reply.code = m.code();
-      for (const coap::OptionView& o : m.options()) {
-        if (o.number == coap::option::kLocationPath) reply.location.emplace_back(o.AsString());
-      }
-      reply.payload.assign(reinterpret_cast<const char*>(m.payload().data()), m.payload().size());
-      return reply;
-    }
-    return std::nullopt;
-  }
-
-  std::optional<Reply> Register(const std::vector<std::string>& queries,
-                                const std::string& links = "</1/0>,</3/0>") {
-    return Request(coap::code::kPost, "rd", queries, links, coap::content_format::kLinkFormat);
-  }
-
- private:
-  int fd_ = -1;
-  uint16_t port_;
-  uint16_t local_port_ = 0;
-  uint16_t mid_ = 0x1000;
-};
 
 class RegistrationTest : public ::testing::Test {
  protected:
