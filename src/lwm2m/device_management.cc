@@ -277,6 +277,9 @@ absl::Status ManagementHub::LoadStored() {
 
 void ManagementHub::ResumeStored() {
   std::vector<StoredRequest> requests = std::exchange(stored_requests_, {});
+  // Applications are still reconnecting to the event stream: the reports of interrupted
+  // calls wait for them a while.
+  const absl::Time retain_until = absl::Now() + options_.interrupted_report_retention;
   store::WriteBatch forget;
   for (StoredRequest& stored : requests) {
     std::optional<ActionKind> kind = ParseActionName(stored.action);
@@ -296,7 +299,7 @@ void ManagementHub::ResumeStored() {
     // Sent before the restart: its answer, if any, went to a process that is gone.
     forget.Delete(store::Table::kRequests, stored.id);
     PublishFailure(*request, ActionName(request->kind), PathsText(request->paths),
-                   kInterruptedError);
+                   kInterruptedError, retain_until);
   }
   if (!forget.empty()) {
     options_.store->Submit(std::move(forget), [](absl::Status status) {
@@ -306,9 +309,11 @@ void ManagementHub::ResumeStored() {
 }
 
 void ManagementHub::PublishFailure(const ActionRequest& request, std::string_view source,
-                                   std::string_view path_text, std::string_view error) {
+                                   std::string_view path_text, std::string_view error,
+                                   absl::Time retain_until) {
   EventBus& events = *options_.events;
-  const bool formatted = events.HasSubscribers();
+  // A retained event is formatted for the subscribers still to come.
+  const bool formatted = events.HasSubscribers() || retain_until > absl::Now();
   const std::string& context = request.options.context_json;
   if (!context.empty()) {
     Event event = MakeEvent(event_type::kAsyncResult, request.endpoint);
@@ -319,7 +324,7 @@ void ManagementHub::PublishFailure(const ActionRequest& request, std::string_vie
           .Key("success").Bool(false).EndObject();
       event.payload_json = json.Take();
     }
-    events.Publish(std::move(event));
+    events.PublishRetained(std::move(event), retain_until);
   }
   Event event = MakeEvent(event_type::kError, request.endpoint);
   if (formatted) {
@@ -329,7 +334,7 @@ void ManagementHub::PublishFailure(const ActionRequest& request, std::string_vie
     json.Key("path").String(path_text).EndObject();
     event.payload_json = json.Take();
   }
-  events.Publish(std::move(event));
+  events.PublishRetained(std::move(event), retain_until);
 }
 
 void ManagementHub::Submit(ActionRequest request, AcceptedCallback accepted, DoneCallback done) {

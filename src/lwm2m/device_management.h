@@ -133,6 +133,9 @@ class ManagementHub {
     EndpointDirectory* directory = nullptr;         // required
     EventBus* events = nullptr;                     // required
     ManagementLimits limits;
+    // How long the events reporting calls interrupted by the last restart are kept for
+    // event-stream subscribers that connect after they were published.
+    absl::Duration interrupted_report_retention = absl::Minutes(10);
   };
   explicit ManagementHub(Options options);
   ManagementHub(const ManagementHub&) = delete;
@@ -187,8 +190,11 @@ class ManagementHub {
   bool RemoveObservation(uint64_t token, store::WriteBatch* batch);
 
   // Publishes the events of a call that failed before reaching a device.
+  // Retained by the bus until retain_until for subscribers yet to come (EventBus::
+  // PublishRetained).
   void PublishFailure(const ActionRequest& request, std::string_view source,
-                      std::string_view path_text, std::string_view error);
+                      std::string_view path_text, std::string_view error,
+                      absl::Time retain_until = absl::InfinitePast());
 
   const Options options_;
   std::vector<std::unique_ptr<ManagementMetrics>> metrics_;

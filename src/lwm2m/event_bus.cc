@@ -45,13 +45,18 @@ void EventBus::SetTap(EventTap tap) {
   tap_ = std::move(tap);
 }
 
-void EventBus::Publish(Event event) {
+void EventBus::Publish(Event event) { PublishRetained(std::move(event), absl::InfinitePast()); }
+
+void EventBus::PublishRetained(Event event, absl::Time retain_until) {
   if (event.time == absl::Time()) event.time = absl::Now();
   // Outside the bus mutex: the tap synchronises itself, and subscribers' queues never wait
   // for it nor it for them.
   if (tap_) tap_(event);
   absl::MutexLock lock(&mutex_);
   event.sequence = ++sequence_;
+  if (retain_until > event.time && retained_.size() < kMaxRetained) {
+    retained_.push_back(Retained{event, retain_until});
+  }
   EventSubscription* last_match = nullptr;
   for (EventSubscription* subscriber : subscribers_) {
     if (!subscriber->filter_.Matches(event)) continue;
@@ -79,6 +84,16 @@ std::unique_ptr<EventSubscription> EventBus::Subscribe(EventFilter filter, size_
   std::unique_ptr<EventSubscription> subscription(
       new EventSubscription(this, std::move(filter), std::max<size_t>(capacity, 1)));
   absl::MutexLock lock(&mutex_);
+  const absl::Time now = absl::Now();
+  std::erase_if(retained_, [now](const Retained& r) { return r.until <= now; });
+  for (const Retained& r : retained_) {
+    if (!subscription->filter_.Matches(r.event)) continue;
+    if (subscription->queue_.size() >= subscription->capacity_) {
+      ++subscription->dropped_;
+      continue;
+    }
+    subscription->queue_.push_back(r.event);
+  }
   subscribers_.push_back(subscription.get());
   subscriber_count_.store(static_cast<int>(subscribers_.size()), std::memory_order_relaxed);
   return subscription;

@@ -12,6 +12,11 @@
 // formatting the payload when HasSubscribers() is false and publish it with an empty
 // payload_json (a subscriber that arrives in that instant sees that one event's data as
 // null, as for any event without a payload).
+//
+// A few events must not be missed by a consumer that is not connected yet: the reports of
+// calls a restart interrupted are published while applications are still reconnecting.
+// PublishRetained keeps such an event (formatted) for a while, and every subscriber that
+// arrives meanwhile receives it first.
 
 #include <atomic>
 #include <cstdint>
@@ -98,6 +103,11 @@ class EventBus {
   // Stamps sequence (and time when unset), shows the event to the tap and queues it for
   // every matching subscriber.
   void Publish(Event event);
+  // Publishes event, and queues a copy for every subscriber that subscribes before
+  // retain_until (its filter permitting). At most kMaxRetained events are kept; beyond that
+  // an event is only published.
+  void PublishRetained(Event event, absl::Time retain_until);
+  static constexpr size_t kMaxRetained = 65536;
   // Sets the tap, once, before the first Publish (before the shards start): Publish reads it
   // without a lock. What it calls must outlive every Publish.
   void SetTap(EventTap tap);
@@ -117,6 +127,11 @@ class EventBus {
   mutable absl::Mutex mutex_;
   std::vector<EventSubscription*> subscribers_ ABSL_GUARDED_BY(mutex_);
   uint64_t sequence_ ABSL_GUARDED_BY(mutex_) = 0;
+  struct Retained {
+    Event event;
+    absl::Time until;
+  };
+  std::deque<Retained> retained_ ABSL_GUARDED_BY(mutex_);
   bool closed_ ABSL_GUARDED_BY(mutex_) = false;
   std::atomic<int> subscriber_count_{0};
   EventTap tap_;  // written once by SetTap before any Publish, then only read

@@ -68,6 +68,7 @@ constexpr absl::string_view kKnownKeys[] = {
     "lwm2m.max_pending_requests_per_shard",
     "lwm2m.max_request_payload_bytes",
     "lwm2m.queue_awake_window_s",
+    "lwm2m.interrupted_report_retention_s",
     "billing.flush_interval_ms",
     "billing.endpoint_metrics",
 };
@@ -556,6 +557,8 @@ Config ReadConfig(Reader& reader) {
   reader.ReadInteger("lwm2m.max_request_payload_bytes", 16, 3072,
                      &config.lwm2m.max_request_payload_bytes);
   reader.ReadInteger("lwm2m.queue_awake_window_s", 1, 86400, &config.lwm2m.queue_awake_window_s);
+  reader.ReadInteger("lwm2m.interrupted_report_retention_s", 0, 86400,
+                     &config.lwm2m.interrupted_report_retention_s);
   reader.ReadInteger("billing.flush_interval_ms", 100, 3600000, &config.billing.flush_interval_ms);
   reader.ReadBool("billing.endpoint_metrics", &config.billing.endpoint_metrics);
   return config;

@@ -81,6 +81,7 @@ struct Config {
     uint32_t max_pending_requests_per_shard = 100000;
     uint32_t max_request_payload_bytes = 3072;
     uint32_t queue_awake_window_s = 93;
+    uint32_t interrupted_report_retention_s = 600;
     bool operator==(const Lwm2m&) const = default;
   } lwm2m;
 

@@ -164,6 +164,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
   management_options.directory = &server->directory_;
   management_options.events = &server->events_;
   management_options.limits = ToManagementLimits(config);
+  management_options.interrupted_report_retention =
+      absl::Seconds(config.lwm2m.interrupted_report_retention_s);
   server->management_ = std::make_unique<lwm2m::ManagementHub>(std::move(management_options));
   if (absl::Status status = server->management_->LoadStored(); !status.ok()) return status;
   coap::Config coap_config = ToCoapConfig(config);

@@ -799,11 +799,17 @@ test('across a restart: observations, queued calls, interrupted calls', async ()
   await d10.waitFor(from10, (e) => e.event === 'request' && e.silent);
   const countsBefore = await eventCounts(d10.name);
 
+  const beforeRestart = events.mark();
   await restartServer();
 
   // The interrupted call ends in lwm2m.error and lwm2m.asyncResult (with its context). They
-  // are published while lwm2md starts, before any event stream can be open, so the stream
-  // cannot show them; the event counters saw them.
+  // are published while lwm2md starts, before our event stream is open again: lwm2md keeps
+  // them for streams that connect later (lwm2m.interrupted_report_retention_s), and counts
+  // them once.
+  assert.deepEqual(await events.waitFor(beforeRestart, 'lwm2m.error', d10.name),
+    { source: 'read', error: 'request interrupted by a server restart', context: interruptedContext, path: '3/0/10' });
+  assert.deepEqual(await events.waitFor(beforeRestart, 'lwm2m.asyncResult', d10.name),
+    { context: interruptedContext, error: 'request interrupted by a server restart', path: '3/0/10', source: 'read', success: false });
   const countsAfter = await eventCounts(d10.name);
   assert.equal(countsAfter.error - countsBefore.error, 1, 'lwm2m.error events for the interrupted call');
   assert.equal(countsAfter.asyncResult - countsBefore.asyncResult, 1, 'lwm2m.asyncResult events for the interrupted call');
