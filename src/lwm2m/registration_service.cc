@@ -13,6 +13,7 @@
 #include "base/strings.h"
 #include "coap/message.h"
 #include "coap/message_layer.h"
+#include "net/steering.h"
 
 namespace lwm2md::lwm2m {
 namespace {
@@ -164,8 +165,7 @@ std::vector<Registration> RegistrationHub::TakeRestored(int shard_id) {
 }
 
 int RegistrationHub::ShardForAddress(const net::PeerAddress& address) const {
-  return static_cast<int>(absl::Hash<net::PeerAddress>()(address) %
-                          static_cast<size_t>(options_.shards));
+  return net::SteeringShard(address, options_.shards);
 }
 
 std::optional<std::string> RegistrationHub::EndpointForId(std::string_view id) const {

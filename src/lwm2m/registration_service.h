@@ -120,7 +120,8 @@ class RegistrationHub {
   // does not own the registration.
   std::optional<std::string> EndpointForId(std::string_view id) const;
 
-  // The shard a client's registration is first placed on at restore: stable for an address.
+  // The shard a client's registration is placed on at restore: the one its packets reach
+  // (net::SteeringShard).
   int ShardForAddress(const net::PeerAddress& address) const;
 
  private:

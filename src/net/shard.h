@@ -62,6 +62,8 @@ struct ListenSpec {
   std::string host;     // "0.0.0.0", "::", "127.0.0.1", "::1"
   uint16_t port = 0;    // 0 = any: the first shard binds, the others reuse the bound port
   std::string purpose;  // "coap", "coaps": for logs and metrics labels
+  // DTLS: records with a connection id are steered to the shard their id names.
+  bool dtls = false;
 };
 
 struct ShardGroupOptions {

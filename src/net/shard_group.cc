@@ -20,6 +20,7 @@
 #include "base/check.h"
 #include "base/log.h"
 #include "net/shard_internal.h"
+#include "net/steering.h"
 
 namespace lwm2md::net {
 namespace {
@@ -85,8 +86,8 @@ absl::StatusOr<int> OpenListener(const ListenSpec& spec, const PeerAddress& addr
                                absl::StrCat("cannot open a socket for ", Describe(spec, address)));
   }
   int one = 1;
-  // Every shard binds its own socket to the same address; the kernel spreads datagrams over
-  // the group by a hash of the 4-tuple, so a device's packets keep landing on one shard
+  // Every shard binds its own socket to the same address; the group's steering program
+  // (net/steering.h) picks the shard, so a device's packets keep landing on one shard
   // (socket(7), SO_REUSEPORT).
   if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
       // Without it a "::" socket also takes IPv4 (as mapped addresses) and "0.0.0.0" on the
@@ -180,6 +181,18 @@ absl::Status ShardGroupImpl::Open(Backend backend) {
         }
         addresses[l] = PeerAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&bound), length);
         listeners_.push_back(BoundListener{options_.listen[l], addresses[l]});
+      }
+      if (id == count - 1) {
+        // Every shard's socket has joined the group, in shard order: the steering program's
+        // answers now name shards (net/steering.h).
+        absl::Status steering = AttachSteering(*fd, addresses[l].family(), count,
+                                               options_.listen[l].dtls);
+        if (!steering.ok()) {
+          LWM2MD_LOG(kWarning,
+                     "net: %s keeps the kernel's own spreading over shards (%s); datagrams "
+                     "that reach the wrong shard are forwarded",
+                     Describe(options_.listen[l], addresses[l]), steering.message());
+        }
       }
     }
     int wake_fd = ::eventfd(0, EFD_CLOEXEC);

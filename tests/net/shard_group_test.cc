@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "net/shard.h"
 #include "net/shard_internal.h"
+#include "net/steering.h"
 
 namespace lwm2md::net {
 namespace {
@@ -501,6 +502,58 @@ TEST_P(ShardGroupTest, ZeroShardsMeansOnePerCore) {
   CPU_ZERO(&set);
   ASSERT_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
   EXPECT_EQ(group->size(), CPU_COUNT(&set));
+}
+
+// Answers every datagram with the id of the shard that received it.
+class ShardNamer : public DatagramHandler {
+ public:
+  explicit ShardNamer(Shard& shard) : shard_(shard) {}
+  void OnDatagram(const ReceivedDatagram& datagram) override {
+    const std::string name = std::to_string(shard_.shard_id());
+    shard_.Send(datagram.listener, datagram.peer, Bytes(name));
+  }
+
+ private:
+  Shard& shard_;
+};
+
+// The kernel hands each datagram to the shard the server computes for its source address
+// (net/steering.h), and a DTLS record with a connection id to the shard its id names,
+// whatever its source.
+TEST_P(ShardGroupTest, DatagramsLandOnTheShardSteeringNames) {
+  constexpr int kShards = 4;
+  ShardGroupOptions options = Options(kShards);
+  options.pin_threads = false;
+  options.listen.push_back({"127.0.0.1", 0, "coaps", /*dtls=*/true});
+  absl::StatusOr<std::unique_ptr<ShardGroup>> group = ShardGroup::Start(
+      options, [](Shard& shard) { return std::make_unique<ShardNamer>(shard); });
+  ASSERT_TRUE(group.ok()) << group.status();
+  std::set<int> seen;
+  for (int l = 0; l < 2; ++l) {
+    const PeerAddress server = (*group)->listeners()[static_cast<size_t>(l)].local;
+    for (int i = 0; i < 24; ++i) {
+      UdpClient client(server.family());
+      ASSERT_TRUE(client.SendTo(server, "hello"));
+      std::optional<std::string> shard = client.Receive();
+      ASSERT_TRUE(shard.has_value());
+      EXPECT_EQ(*shard, std::to_string(SteeringShard(client.local(), kShards)))
+          << client.local().ToString();
+      seen.insert(std::stoi(*shard));
+    }
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kShards)) << "48 sources all on a few shards";
+  // Connection-id records: the id's first byte names the shard, from any source port.
+  const PeerAddress coaps = (*group)->listeners()[2].local;
+  for (int id = 0; id < 8; ++id) {
+    UdpClient client(AF_INET);
+    std::string record(24, '\0');
+    record[0] = static_cast<char>(kDtlsContentTypeCid);
+    record[kDtlsCidOffset] = static_cast<char>(id);
+    ASSERT_TRUE(client.SendTo(coaps, record));
+    std::optional<std::string> shard = client.Receive();
+    ASSERT_TRUE(shard.has_value());
+    EXPECT_EQ(*shard, std::to_string(id % kShards));
+  }
 }
 
 std::string BackendParamName(const ::testing::TestParamInfo<Backend>& info) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "coap/message.h"
+#include "net/peer_address.h"
 
 namespace lwm2md::server {
 
@@ -53,6 +54,9 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   std::string address() const { return "127.0.0.1:" + std::to_string(local_port_); }
+  net::PeerAddress peer_address() const { return *net::PeerAddress::Parse(address()); }
+  // Sends to another server port from now on (the server restarted on a new port).
+  void set_server_port(uint16_t port) { port_ = port; }
 
   // Sends a CON request and waits for its response (piggybacked or separate). Requests from
   // the server that arrive meanwhile are kept for NextServerRequest.

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "coap/message.h"
+#include "net/steering.h"
 #include "coap_test_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -206,14 +207,29 @@ TEST_F(RegistrationTest, RegistrationsSurviveARestart) {
         server_->directory().Lookup("persist-" + std::to_string(i));
     ASSERT_TRUE(entry.has_value()) << i;
     EXPECT_EQ(entry->address.ToString(), clients[i]->address());
+    // Restored on the shard the device's packets reach (net/steering.h).
+    EXPECT_EQ(entry->shard, net::SteeringShard(clients[i]->peer_address(), 2)) << i;
   }
-  // The server's port changed with the restart (port 0); the clients Update their existing
-  // registrations there without registering again.
+  // The server's port changed with the restart (port 0). Half the clients Update from their
+  // old addresses, and stay where they were restored; the others from new ones.
   for (int i = 0; i < 20; ++i) {
-    Client client(port());
-    std::optional<Reply> reply = client.Request(coap::code::kPost, locations[i], {});
+    std::unique_ptr<Client> fresh;
+    Client* client = clients[i].get();
+    if (i % 2 == 0) {
+      client->set_server_port(port());
+    } else {
+      fresh = std::make_unique<Client>(port());
+      client = fresh.get();
+    }
+    const int restored_on = server_->directory().Lookup("persist-" + std::to_string(i))->shard;
+    std::optional<Reply> reply = client->Request(coap::code::kPost, locations[i], {});
     ASSERT_TRUE(reply.has_value());
     EXPECT_EQ(reply->code, coap::code::kChanged) << locations[i];
+    const int now_on = server_->directory().Lookup("persist-" + std::to_string(i))->shard;
+    EXPECT_EQ(now_on, net::SteeringShard(client->peer_address(), 2)) << i;
+    if (i % 2 == 0) {
+      EXPECT_EQ(now_on, restored_on) << i;
+    }
   }
   EXPECT_EQ(StoredRegistrations(), 20u);
 }
