@@ -230,8 +230,11 @@ RegistrationService::RegistrationService(net::Shard& shard, coap::ResourceTree& 
   for (Registration& registration : hub_.TakeRestored(shard_id_)) {
     Admission admission;
     if (hub_.options().admission) {
-      admission = hub_.options().admission(registration.endpoint,
-                                           registration.credentials != CredentialsKind::kNone);
+      // Only its missing timeout is wanted here: the credentials were proven at Register.
+      const PeerSecurity proven{.psk_identity = {}, .endpoint = registration.endpoint};
+      admission = hub_.options().admission(
+          registration.endpoint,
+          registration.credentials != CredentialsKind::kNone ? &proven : nullptr);
     }
     Install(std::move(registration), admission.missing_timeout);
     metrics_.restored.Add();
@@ -319,7 +322,11 @@ void RegistrationService::OnRegister(coap::Exchange& exchange) {
   }
   Admission admission;
   admission.allowed = true;
-  if (hub_.options().admission) admission = hub_.options().admission(request->endpoint, false);
+  const std::optional<PeerSecurity> security =
+      peer_security_ ? peer_security_(exchange.listener(), exchange.peer()) : std::nullopt;
+  if (hub_.options().admission) {
+    admission = hub_.options().admission(request->endpoint, security ? &*security : nullptr);
+  }
   if (!admission.allowed) {
     return reject(Rejection::kForbidden, coap::code::kForbidden, admission.reason);
   }
@@ -449,12 +456,19 @@ void RegistrationService::OnUpdate(coap::Exchange& exchange, std::string_view id
   }
   const net::PeerAddress peer = exchange.peer();
   const int listener = exchange.listener();
+  std::optional<PeerSecurity> security =
+      peer_security_ ? peer_security_(listener, peer) : std::nullopt;
   coap::DeferredResponse response = exchange.Defer();
   MoveHereThen(id, [this, request = *std::move(request), peer, listener,
-                    response](Entry* entry) mutable {
+                    security = std::move(security), response](Entry* entry) mutable {
     if (entry == nullptr) {
       metrics_.rejections[static_cast<int>(Rejection::kNotFound)].Add();
       return RespondLater(response, coap::code::kNotFound, "no such registration");
+    }
+    if (!MayChange(entry->registration, security)) {
+      metrics_.rejections[static_cast<int>(Rejection::kForbidden)].Add();
+      return RespondLater(response, coap::code::kForbidden,
+                          "the registration belongs to another identity");
     }
     Registration updated = entry->registration;
     updated.Apply(request);
@@ -521,12 +535,27 @@ void RegistrationService::CommitUpdate(Registration updated, coap::DeferredRespo
       });
 }
 
+bool RegistrationService::MayChange(const Registration& registration,
+                                    const std::optional<PeerSecurity>& security) {
+  // A registration made with credentials is changed only by a peer holding them: no device
+  // updates, deregisters or takes over another's registration.
+  return registration.credentials == CredentialsKind::kNone ||
+         (security && security->endpoint == registration.endpoint);
+}
+
 void RegistrationService::OnDeregister(coap::Exchange& exchange, std::string_view id) {
+  std::optional<PeerSecurity> security =
+      peer_security_ ? peer_security_(exchange.listener(), exchange.peer()) : std::nullopt;
   coap::DeferredResponse response = exchange.Defer();
-  MoveHereThen(id, [this, response](Entry* entry) mutable {
+  MoveHereThen(id, [this, security = std::move(security), response](Entry* entry) mutable {
     if (entry == nullptr) {
       metrics_.rejections[static_cast<int>(RegistrationMetrics::Rejection::kNotFound)].Add();
       return RespondLater(response, coap::code::kNotFound, "no such registration");
+    }
+    if (!MayChange(entry->registration, security)) {
+      metrics_.rejections[static_cast<int>(RegistrationMetrics::Rejection::kForbidden)].Add();
+      return RespondLater(response, coap::code::kForbidden,
+                          "the registration belongs to another identity");
     }
     Persist(
         [&](store::WriteBatch& batch) {

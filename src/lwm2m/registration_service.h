@@ -43,8 +43,17 @@ struct Admission {
   // 0: never declared missing.
   absl::Duration missing_timeout = absl::ZeroDuration();
 };
-// endpoint, and whether the request came over DTLS (always false until DTLS exists).
-using AdmissionPolicy = std::function<Admission(std::string_view endpoint, bool secure)>;
+// Who the peer of a request proved to be over DTLS.
+struct PeerSecurity {
+  std::string psk_identity;
+  std::string endpoint;  // the endpoint its credential belongs to
+};
+// endpoint, and what the request's DTLS session proved (null: plain CoAP).
+using AdmissionPolicy =
+    std::function<Admission(std::string_view endpoint, const PeerSecurity* security)>;
+// The DTLS identity behind a request's listener and address; nullopt for plain CoAP.
+using PeerSecurityLookup =
+    std::function<std::optional<PeerSecurity>(int listener, const net::PeerAddress& peer)>;
 
 // Per-shard probe (single writer: the shard; read by the metrics scrape).
 struct RegistrationMetrics {
@@ -164,6 +173,9 @@ class RegistrationService {
   // Send to /dp).
   const Registration* FindByAddress(const net::PeerAddress& address) const;
   void SetListener(RegistrationListener* listener) { listener_ = listener; }
+  // Where Register and Update learn the DTLS identity of their peer (the shard's DTLS
+  // server). Unset: every request is plain CoAP.
+  void SetPeerSecurityLookup(PeerSecurityLookup lookup) { peer_security_ = std::move(lookup); }
   // Adds writes to this loop turn's store batch (other services of the shard share it: one
   // commit per turn); done runs on this shard once they are durable or failed.
   void PersistWrites(const std::function<void(store::WriteBatch&)>& write,
@@ -185,6 +197,8 @@ class RegistrationService {
 
   // Update and De-register of a location this shard does not hold: fetch the registration
   // from its owner (it moves here: the client's packets now land on this shard), then go on.
+  static bool MayChange(const Registration& registration,
+                        const std::optional<PeerSecurity>& security);
   void MoveHereThen(std::string_view id, absl::AnyInvocable<void(Entry*)> then);
   std::optional<Registration> GiveAway(std::string_view id);
 
@@ -215,6 +229,7 @@ class RegistrationService {
   absl::flat_hash_map<std::string, std::unique_ptr<Entry>> by_id_;
   absl::flat_hash_map<std::string, Entry*> by_endpoint_;
   absl::flat_hash_map<net::PeerAddress, Entry*> by_address_;
+  PeerSecurityLookup peer_security_;
   RegistrationListener* listener_ = nullptr;
   absl::BitGen random_;
   store::WriteBatch pending_writes_;

@@ -9,23 +9,75 @@
 #include "coap/coap_metrics.h"
 #include "coap/message_layer.h"
 #include "coap/resource_tree.h"
+#include "server/server_metrics.h"
 
 namespace lwm2md::server {
 namespace {
 
 // A shard's CoAP stack. Members are declared in dependency order so that the layer goes
 // first on destruction, before the tree it points to.
+// What the message layer sends through: plain datagrams to the shard, datagrams for a DTLS
+// listener through the shard's DTLS server, which encrypts them.
+class SecureIo final : public net::ShardIo {
+ public:
+  SecureIo(net::Shard& shard, const std::vector<bool>& dtls_listeners)
+      : shard_(shard), dtls_listeners_(dtls_listeners) {}
+  void set_dtls(dtls::DtlsServer* server) { dtls_ = server; }
+  bool IsDtls(int listener) const {
+    return listener >= 0 && static_cast<size_t>(listener) < dtls_listeners_.size() &&
+           dtls_listeners_[static_cast<size_t>(listener)];
+  }
+
+  int shard_id() const override { return shard_.shard_id(); }
+  net::TimePoint Now() const override { return shard_.Now(); }
+  bool Send(int listener, const net::PeerAddress& to, std::span<const uint8_t> bytes) override {
+    if (!IsDtls(listener)) return shard_.Send(listener, to, bytes);
+    return dtls_ != nullptr && dtls_->Send(listener, to, bytes);
+  }
+  net::TimerWheel& timers() override { return shard_.timers(); }
+
+ private:
+  net::Shard& shard_;
+  const std::vector<bool>& dtls_listeners_;
+  dtls::DtlsServer* dtls_ = nullptr;
+};
+
 class ShardCoap final : public net::DatagramHandler {
  public:
   ShardCoap(const coap::Config& config, net::Shard& shard, coap::CoapMetrics& metrics,
             const std::shared_ptr<coap::DiagnosticBody>& diagnostic,
-            lwm2m::RegistrationHub* registrations, lwm2m::ManagementHub* management)
-      : tree_(config), layer_(shard, config, metrics, tree_) {
+            lwm2m::RegistrationHub* registrations, lwm2m::ManagementHub* management,
+            const dtls::DtlsOptions* dtls_options, const std::vector<bool>& dtls_listeners,
+            dtls::DtlsMetrics* dtls_metrics)
+      : tree_(config), io_(shard, dtls_listeners), layer_(io_, config, metrics, tree_) {
     if (config.diagnostic_resource) {
       LWM2MD_CHECK(coap::RegisterDiagnosticResource(tree_, shard, diagnostic).ok());
     }
+    if (dtls_options != nullptr) {
+      // Decrypted messages go to the message layer as if they had arrived in the clear, on
+      // the DTLS listener (whose answers SecureIo encrypts).
+      absl::StatusOr<std::unique_ptr<dtls::DtlsServer>> server = dtls::DtlsServer::Create(
+          shard, *dtls_options, *dtls_metrics,
+          [this](const net::ReceivedDatagram& plaintext) { layer_.OnDatagram(plaintext); });
+      if (server.ok()) {
+        dtls_ = *std::move(server);
+        io_.set_dtls(dtls_.get());
+      } else {
+        LWM2MD_LOG(kError, "shard %d: DTLS not served: %s", shard.shard_id(),
+                   server.status().message());
+      }
+    }
     if (registrations != nullptr) {
       registrations_ = std::make_unique<lwm2m::RegistrationService>(shard, tree_, *registrations);
+      if (dtls_ != nullptr) {
+        registrations_->SetPeerSecurityLookup(
+            [this](int listener, const net::PeerAddress& peer) -> std::optional<lwm2m::PeerSecurity> {
+              if (!io_.IsDtls(listener)) return std::nullopt;
+              const dtls::PeerIdentity* identity = dtls_->FindIdentity(peer);
+              if (identity == nullptr) return std::nullopt;
+              return lwm2m::PeerSecurity{identity->psk_identity, identity->endpoint};
+            });
+      }
       if (management != nullptr) {
         management_ = std::make_unique<lwm2m::ManagementService>(shard, tree_, layer_,
                                                                  *registrations_, *management);
@@ -33,13 +85,22 @@ class ShardCoap final : public net::DatagramHandler {
     }
   }
 
-  void OnDatagram(const net::ReceivedDatagram& datagram) override { layer_.OnDatagram(datagram); }
+  void OnDatagram(const net::ReceivedDatagram& datagram) override {
+    if (!io_.IsDtls(datagram.listener)) return layer_.OnDatagram(datagram);
+    if (dtls_ != nullptr) dtls_->OnDatagram(datagram);
+  }
+  // A CoAP message another shard received for one of this shard's exchanges: already in the
+  // clear.
+  void OnForwarded(const net::ReceivedDatagram& datagram) { layer_.OnDatagram(datagram); }
   coap::MessageLayer& layer() { return layer_; }
 
  private:
   coap::ResourceTree tree_;
+  SecureIo io_;
   // Destroyed after the layer (whose deferred responses it holds), before the tree.
   std::unique_ptr<lwm2m::RegistrationService> registrations_;
+  // Destroyed after the layer, which may still send through it while it goes.
+  std::unique_ptr<dtls::DtlsServer> dtls_;
   coap::MessageLayer layer_;
   // Destroyed first: it uses the layer and the registrations.
   std::unique_ptr<lwm2m::ManagementService> management_;
@@ -78,6 +139,11 @@ CoapWiring::CoapWiring(const coap::Config& coap, lwm2m::RegistrationHub* registr
       management_(management),
       shards_(registrations != nullptr ? static_cast<size_t>(registrations->shards()) : 0) {}
 
+void CoapWiring::EnableDtls(dtls::DtlsOptions options, std::vector<bool> dtls_listeners) {
+  dtls_options_ = std::move(options);
+  dtls_listeners_ = std::move(dtls_listeners);
+}
+
 std::unique_ptr<net::DatagramHandler> CoapWiring::MakeHandler(net::Shard& shard) {
   coap::CoapMetrics* probe;
   {
@@ -87,8 +153,17 @@ std::unique_ptr<net::DatagramHandler> CoapWiring::MakeHandler(net::Shard& shard)
     probes_[id] = std::make_unique<coap::CoapMetrics>();
     probe = probes_[id].get();
   }
-  auto handler = std::make_unique<ShardCoap>(coap_config_, shard, *probe, diagnostic_,
-                                             registrations_, management_);
+  dtls::DtlsMetrics* dtls_probe = nullptr;
+  if (dtls_options_) {
+    absl::MutexLock lock(&probes_mutex_);
+    const size_t id = static_cast<size_t>(shard.shard_id());
+    if (dtls_probes_.size() <= id) dtls_probes_.resize(id + 1);
+    dtls_probes_[id] = std::make_unique<dtls::DtlsMetrics>();
+    dtls_probe = dtls_probes_[id].get();
+  }
+  auto handler = std::make_unique<ShardCoap>(
+      coap_config_, shard, *probe, diagnostic_, registrations_, management_,
+      dtls_options_ ? &*dtls_options_ : nullptr, dtls_listeners_, dtls_probe);
   const int count = static_cast<int>(shards_.size());
   if (count > 1 && shard.shard_id() < count) {
     shards_[static_cast<size_t>(shard.shard_id())].store(&shard);
@@ -101,9 +176,9 @@ std::unique_ptr<net::DatagramHandler> CoapWiring::MakeHandler(net::Shard& shard)
                         bytes = std::vector<uint8_t>(datagram.bytes.begin(),
                                                      datagram.bytes.end())] {
             // Every handler of the group is a ShardCoap (MakeHandler); absent once stopping.
-            net::DatagramHandler* handler = target->handler();
+            auto* handler = static_cast<ShardCoap*>(target->handler());
             if (handler == nullptr) return;
-            handler->OnDatagram(net::ReceivedDatagram{listener, peer, bytes});
+            handler->OnForwarded(net::ReceivedDatagram{listener, peer, bytes});
           });
         });
   }
@@ -221,6 +296,15 @@ void CoapWiring::AddMetrics(metrics::Registry& registry, net::ShardGroup& group)
     registry.AddCallbackFamily(metrics::PerShardFamily(
         family.name, family.help, family.type, shards,
         [probes, value](int s) { return static_cast<double>((probes[s]->*value)()); }));
+  }
+  if (dtls_options_) {
+    std::vector<const dtls::DtlsMetrics*> dtls_probes;
+    {
+      absl::MutexLock lock(&probes_mutex_);
+      for (const auto& probe : dtls_probes_) dtls_probes.push_back(probe.get());
+    }
+    LWM2MD_CHECK(static_cast<int>(dtls_probes.size()) == shards);
+    AddDtlsMetrics(registry, std::move(dtls_probes));
   }
 }
 

@@ -12,6 +12,8 @@
 
 #include "coap/config.h"
 #include "coap/diagnostic_resource.h"
+#include "dtls/dtls_metrics.h"
+#include "dtls/dtls_server.h"
 #include "lwm2m/device_management.h"
 #include "lwm2m/registration_service.h"
 #include "metrics/registry.h"
@@ -34,6 +36,11 @@ class CoapWiring {
   // and management (may be null; needs registrations) must outlive the handlers.
   CoapWiring(const coap::Config& coap, lwm2m::RegistrationHub* registrations,
              lwm2m::ManagementHub* management = nullptr);
+
+  // Serves CoAP over DTLS on the listeners whose ListenSpec::dtls is set (listeners: the
+  // group's listen specs, in order). Before the group starts; options must have passed
+  // dtls::ValidateOptions.
+  void EnableDtls(dtls::DtlsOptions options, std::vector<bool> dtls_listeners);
 
   // One shard's handler: its probe, resource tree and message layer. Called by
   // net::ShardGroup on that shard's thread.
@@ -63,6 +70,10 @@ class CoapWiring {
   // its shard thread at Stop, while /metrics may still be scraped.
   absl::Mutex probes_mutex_;
   std::vector<std::unique_ptr<coap::CoapMetrics>> probes_ ABSL_GUARDED_BY(probes_mutex_);
+  std::vector<std::unique_ptr<dtls::DtlsMetrics>> dtls_probes_ ABSL_GUARDED_BY(probes_mutex_);
+  // Set by EnableDtls; read-only once the shards run.
+  std::optional<dtls::DtlsOptions> dtls_options_;
+  std::vector<bool> dtls_listeners_;
 };
 
 }  // namespace lwm2md::server

@@ -69,6 +69,11 @@ constexpr absl::string_view kKnownKeys[] = {
     "lwm2m.max_request_payload_bytes",
     "lwm2m.queue_awake_window_s",
     "lwm2m.interrupted_report_retention_s",
+    "dtls.enabled",
+    "dtls.ciphersuites",
+    "dtls.handshake_timeout_min_ms",
+    "dtls.handshake_timeout_max_ms",
+    "dtls.max_sessions_per_shard",
     "billing.flush_interval_ms",
     "billing.endpoint_metrics",
 };
@@ -559,6 +564,14 @@ Config ReadConfig(Reader& reader) {
   reader.ReadInteger("lwm2m.queue_awake_window_s", 1, 86400, &config.lwm2m.queue_awake_window_s);
   reader.ReadInteger("lwm2m.interrupted_report_retention_s", 0, 86400,
                      &config.lwm2m.interrupted_report_retention_s);
+  reader.ReadBool("dtls.enabled", &config.dtls.enabled);
+  reader.ReadString("dtls.ciphersuites", &config.dtls.ciphersuites, AnyString);
+  reader.ReadInteger("dtls.handshake_timeout_min_ms", 100, 600000,
+                     &config.dtls.handshake_timeout_min_ms);
+  reader.ReadInteger("dtls.handshake_timeout_max_ms", 100, 3600000,
+                     &config.dtls.handshake_timeout_max_ms);
+  reader.ReadInteger("dtls.max_sessions_per_shard", 1, 1 << 26,
+                     &config.dtls.max_sessions_per_shard);
   reader.ReadInteger("billing.flush_interval_ms", 100, 3600000, &config.billing.flush_interval_ms);
   reader.ReadBool("billing.endpoint_metrics", &config.billing.endpoint_metrics);
   return config;
@@ -690,6 +703,12 @@ net::ShardGroupOptions ToShardGroupOptions(const Config& config) {
   for (const std::string& host : config.coap.listen) {
     options.listen.push_back(
         net::ListenSpec{.host = host, .port = config.coap.port, .purpose = "coap"});
+  }
+  if (config.dtls.enabled) {
+    for (const std::string& host : config.coap.listen) {
+      options.listen.push_back(net::ListenSpec{
+          .host = host, .port = config.coap.secure_port, .purpose = "coaps", .dtls = true});
+    }
   }
   return options;
 }

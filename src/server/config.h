@@ -35,7 +35,7 @@ struct Config {
   struct Coap {
     std::vector<std::string> listen = {"0.0.0.0", "::"};
     uint16_t port = 5683;
-    uint16_t secure_port = 5684;  // reserved: nothing binds it yet
+    uint16_t secure_port = 5684;  // CoAP over DTLS, when dtls.enabled (0 = any free port)
     uint32_t ack_timeout_ms = 2000;
     double ack_random_factor = 1.5;
     uint32_t max_retransmit = 4;
@@ -85,6 +85,17 @@ struct Config {
     bool operator==(const Lwm2m&) const = default;
   } lwm2m;
 
+  struct Dtls {
+    bool enabled = true;
+    // Comma-separated IANA suite names as mbedTLS spells them; empty: the LwM2M set
+    // (dtls::kDefaultCiphersuites).
+    std::string ciphersuites;
+    uint32_t handshake_timeout_min_ms = 1000;
+    uint32_t handshake_timeout_max_ms = 60000;
+    uint32_t max_sessions_per_shard = 1048576;
+    bool operator==(const Dtls&) const = default;
+  } dtls;
+
   struct Billing {
     // How often the billable-event counters are written to the store; a crash loses at most
     // this much counting.
@@ -109,8 +120,8 @@ absl::StatusOr<Config> LoadConfig(std::string_view path, absl::Span<const std::s
 absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view source_name,
                                    absl::Span<const std::string> overrides = {});
 
-// One CoAP listener per coap.listen address on coap.port. coap.secure_port is not bound
-// until DTLS exists.
+// One CoAP listener per coap.listen address on coap.port, then (dtls.enabled) one CoAP over
+// DTLS listener per address on coap.secure_port.
 net::ShardGroupOptions ToShardGroupOptions(const Config& config);
 
 }  // namespace lwm2md::server

@@ -7,6 +7,10 @@
 #include "absl/memory/memory.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
+#include "dtls/dtls_server.h"
 #include "absl/time/clock.h"
 #include "base/log.h"
 #include "lwm2m/builtin_objects.h"
@@ -26,14 +30,24 @@ store::Options ToStoreOptions(const Config& config) {
   return options;
 }
 
-// Whether an endpoint may register over plain CoAP: a configured endpoint only when its
+// Whether an endpoint may register. Over DTLS: only under the name its credential belongs
+// to (no device registers as another). Over plain CoAP: a configured endpoint only when its
 // security mode is "none"; an unknown one when the service setting or the configuration
 // (lwm2m.allow_unknown_endpoints) allows it. A store error refuses: no admission on
 // guesswork.
 lwm2m::AdmissionPolicy MakeAdmissionPolicy(const lwm2m::EndpointConfigStore* endpoints,
                                           bool config_allows_unknown) {
-  return [endpoints, config_allows_unknown](std::string_view name, bool secure) {
+  return [endpoints, config_allows_unknown](std::string_view name,
+                                            const lwm2m::PeerSecurity* security) {
     lwm2m::Admission admission;
+    const bool secure = security != nullptr;
+    if (secure && security->endpoint != name) {
+      admission.reason = absl::StrCat("the DTLS identity \"", security->psk_identity,
+                                      "\" belongs to another endpoint");
+      LWM2MD_LOG(kWarning, "security: \"%s\" tried to register as \"%s\"",
+                 security->psk_identity, name);
+      return admission;
+    }
     const lwm2m::ServiceSettings settings = endpoints->settings();
     absl::StatusOr<std::optional<lwm2m::EndpointConfig>> config = endpoints->Get(name);
     if (!config.ok()) {
@@ -59,6 +73,32 @@ lwm2m::AdmissionPolicy MakeAdmissionPolicy(const lwm2m::EndpointConfigStore* end
         secure ? lwm2m::CredentialsKind::kPrimary : lwm2m::CredentialsKind::kNone;
     return admission;
   };
+}
+
+// The [dtls] section, and PSK credentials from the endpoint configurations: an identity
+// names an endpoint whose security mode is "psk" (EndpointConfigStore keeps the identity
+// index unique).
+absl::StatusOr<dtls::DtlsOptions> ToDtlsOptions(const Config& config,
+                                                const lwm2m::EndpointConfigStore* endpoints) {
+  dtls::DtlsOptions options;
+  for (absl::string_view name : absl::StrSplit(config.dtls.ciphersuites, ',', absl::SkipWhitespace())) {
+    options.ciphersuites.emplace_back(absl::StripAsciiWhitespace(name));
+  }
+  options.handshake_timeout_min = absl::Milliseconds(config.dtls.handshake_timeout_min_ms);
+  options.handshake_timeout_max = absl::Milliseconds(config.dtls.handshake_timeout_max_ms);
+  options.max_sessions = config.dtls.max_sessions_per_shard;
+  options.psk_lookup = [endpoints](std::string_view identity) -> std::optional<dtls::PskCredential> {
+    absl::StatusOr<std::optional<std::string>> name = endpoints->FindNameByPskIdentity(identity);
+    if (!name.ok() || !name->has_value()) return std::nullopt;
+    absl::StatusOr<std::optional<lwm2m::EndpointConfig>> endpoint = endpoints->Get(**name);
+    if (!endpoint.ok() || !endpoint->has_value() ||
+        (*endpoint)->security_mode != lwm2m::SecurityMode::kPsk) {
+      return std::nullopt;
+    }
+    return dtls::PskCredential{(*endpoint)->psk_key, **name};
+  };
+  if (absl::Status valid = dtls::ValidateOptions(options); !valid.ok()) return valid;
+  return options;
 }
 
 // The service settings own the CoAP timeouts once stored; the [coap] keys seed them on the
@@ -180,6 +220,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
   }
   server->coap_ = std::make_unique<CoapWiring>(coap_config, server->registrations_.get(),
                                                server->management_.get());
+  if (config.dtls.enabled) {
+    absl::StatusOr<dtls::DtlsOptions> dtls = ToDtlsOptions(config, server->endpoints_.get());
+    if (!dtls.ok()) return dtls.status();
+    const net::ShardGroupOptions group_options = ToShardGroupOptions(config);
+    std::vector<bool> dtls_listeners;
+    for (const net::ListenSpec& spec : group_options.listen) dtls_listeners.push_back(spec.dtls);
+    server->coap_->EnableDtls(*std::move(dtls), std::move(dtls_listeners));
+  }
 
   api::HttpServices services;
   services.metrics = &server->registry_;

@@ -263,4 +263,56 @@ void AddBillingMetrics(metrics::Registry& registry, const lwm2m::BillingCounters
        }});
 }
 
+void AddDtlsMetrics(metrics::Registry& registry, std::vector<const dtls::DtlsMetrics*> probes) {
+  using Metrics = dtls::DtlsMetrics;
+  static constexpr ShardFamily<Metrics> kFamilies[] = {
+      {"lwm2md_dtls_hello_verify_requests_total",
+       "HelloVerifyRequest cookies sent to ClientHellos from unproven addresses.",
+       metrics::Type::kCounter, &Metrics::hello_verify_requests},
+      {"lwm2md_dtls_handshakes_started_total", "DTLS handshakes begun (a valid cookie).",
+       metrics::Type::kCounter, &Metrics::handshakes_started},
+      {"lwm2md_dtls_handshakes_completed_total", "DTLS handshakes completed.",
+       metrics::Type::kCounter, &Metrics::handshakes_completed},
+      {"lwm2md_dtls_records_received_total", "Application records decrypted.",
+       metrics::Type::kCounter, &Metrics::records_in},
+      {"lwm2md_dtls_records_sent_total", "Application records sent.", metrics::Type::kCounter,
+       &Metrics::records_out},
+      {"lwm2md_dtls_send_failures_total",
+       "Messages not sent: no established session for the address.", metrics::Type::kCounter,
+       &Metrics::send_failures},
+      {"lwm2md_dtls_rebinds_total",
+       "Sessions that moved to a new address on a connection-id record (NAT rebinding).",
+       metrics::Type::kCounter, &Metrics::rebinds},
+      {"lwm2md_dtls_closed_total", "Sessions the peer closed (close_notify).",
+       metrics::Type::kCounter, &Metrics::closed},
+      {"lwm2md_dtls_sessions", "DTLS sessions held (handshaking or established).",
+       metrics::Type::kGauge, &Metrics::sessions},
+  };
+  AddShardFamilies(registry, probes, kFamilies);
+  auto by_reason = [probes](auto counters, int count, auto name) {
+    return [probes, counters, count, name](metrics::SampleWriter& out) {
+      for (size_t s = 0; s < probes.size(); ++s) {
+        const std::string shard = absl::StrCat(s);
+        for (int r = 0; r < count; ++r) {
+          out.Add({{"shard", shard}, {"reason", name(r)}},
+                  static_cast<double>((probes[s]->*counters)[static_cast<size_t>(r)].Value()));
+        }
+      }
+    };
+  };
+  registry.AddCallbackFamily(
+      {"lwm2md_dtls_handshake_failures_total",
+       "DTLS handshakes that failed, by reason (unknown_identity and bad_credentials are "
+       "security events).",
+       metrics::Type::kCounter,
+       by_reason(&Metrics::handshake_failures, Metrics::kFailureCount, [](int r) {
+         return Metrics::FailureName(static_cast<Metrics::Failure>(r));
+       })});
+  registry.AddCallbackFamily(
+      {"lwm2md_dtls_dropped_total", "Datagrams dropped before reaching CoAP, by reason.",
+       metrics::Type::kCounter, by_reason(&Metrics::dropped, Metrics::kDropCount, [](int r) {
+         return Metrics::DropName(static_cast<Metrics::Drop>(r));
+       })});
+}
+
 }  // namespace lwm2md::server

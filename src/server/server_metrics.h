@@ -1,6 +1,7 @@
 #pragma once
 // Registration of the shard-owned net probes with /metrics.
 
+#include "dtls/dtls_metrics.h"
 #include "lwm2m/billing.h"
 #include "lwm2m/endpoint_directory.h"
 #include "lwm2m/device_management.h"
@@ -29,5 +30,10 @@ void AddRegistrationMetrics(metrics::Registry& registry, lwm2m::RegistrationHub&
 // keep them, lwm2md_endpoint_billable_events_total{endpoint,kind}. billing must outlive
 // every scrape.
 void AddBillingMetrics(metrics::Registry& registry, const lwm2m::BillingCounters& billing);
+
+// lwm2md_dtls_*: handshakes (started, completed, failed by reason), cookies, records,
+// rebinds, drops, sessions. The probes (one per shard, by shard id) must outlive every
+// scrape.
+void AddDtlsMetrics(metrics::Registry& registry, std::vector<const dtls::DtlsMetrics*> probes);
 
 }  // namespace lwm2md::server

@@ -46,7 +46,7 @@ start_lwm2md() {
   shift
   local source_dir=${LWM2MD_SOURCE_DIR:?LWM2MD_SOURCE_DIR not set}
   mkdir -p "$WORK/data"
-  "$binary" --config "$source_dir/config/lwm2md.toml" --set coap.port=0 --set http.port=0 \
+  "$binary" --config "$source_dir/config/lwm2md.toml" --set coap.port=0 --set coap.secure_port=0 --set http.port=0 \
     --set store.path="$WORK/data" --set lwm2m.objects_dir="$source_dir/config/objects" \
     --set "http.tokens=[{name=\"interop\",token_file=\"$API_TOKEN_FILE\",access=\"read-write\"}]" \
     "$@" >"$WORK/lwm2md.log" 2>&1 &
@@ -60,6 +60,7 @@ start_lwm2md() {
   grep -q "lwm2md ready:" "$WORK/lwm2md.log" || fail "lwm2md not ready after 20 s"
   COAP_PORT=$(sed -n 's/.*listening coap 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/lwm2md.log" | head -1)
   COAP6_PORT=$(sed -n 's/.*listening coap \[::1\]:\([0-9]*\).*/\1/p' "$WORK/lwm2md.log" | head -1)
+  COAPS_PORT=$(sed -n 's/.*listening coaps 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/lwm2md.log" | head -1)
   HTTP_PORT=$(sed -n 's/.*listening https\{0,1\} [^ ]*:\([0-9]*\).*/\1/p' "$WORK/lwm2md.log" | head -1)
   [ -n "$COAP_PORT" ] || fail "no 'listening coap 127.0.0.1:PORT' line in the log"
 }
@@ -87,11 +88,12 @@ LWM2MD_RESTARTS=0
 restart_lwm2md() {
   local binary=$1
   shift
-  local coap_port=$COAP_PORT http_port=$HTTP_PORT
+  local coap_port=$COAP_PORT coaps_port=${COAPS_PORT:-0} http_port=$HTTP_PORT
   stop_lwm2md
   LWM2MD_RESTARTS=$((LWM2MD_RESTARTS + 1))
   mv "$WORK/lwm2md.log" "$WORK/lwm2md.log.$LWM2MD_RESTARTS"
-  start_lwm2md "$binary" "$@" --set coap.port="$coap_port" --set http.port="$http_port"
+  start_lwm2md "$binary" "$@" --set coap.port="$coap_port" --set coap.secure_port="$coaps_port" \
+    --set http.port="$http_port"
 }
 
 # Starts tshark capturing UDP to/from PORT on the loopback interface into FILE and waits

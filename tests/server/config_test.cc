@@ -380,12 +380,25 @@ TEST(ConfigTest, ShardGroupOptionsListenOnEachAddress) {
   EXPECT_EQ(options.shards, 2);
   EXPECT_EQ(options.backend, net::Backend::kEpoll);
   EXPECT_EQ(options.recv_buffer_count, 64u);
-  ASSERT_EQ(options.listen.size(), 2u);
+  // Plain CoAP on each address, then CoAP over DTLS on each address.
+  ASSERT_EQ(options.listen.size(), 4u);
   EXPECT_EQ(options.listen[0].host, "127.0.0.1");
   EXPECT_EQ(options.listen[0].port, 15683);
   EXPECT_EQ(options.listen[0].purpose, "coap");
+  EXPECT_FALSE(options.listen[0].dtls);
   EXPECT_EQ(options.listen[1].host, "::1");
   EXPECT_EQ(options.listen[1].port, 15683);
+  EXPECT_EQ(options.listen[2].host, "127.0.0.1");
+  EXPECT_EQ(options.listen[2].port, 5684);
+  EXPECT_EQ(options.listen[2].purpose, "coaps");
+  EXPECT_TRUE(options.listen[2].dtls);
+  EXPECT_EQ(options.listen[3].host, "::1");
+  EXPECT_TRUE(options.listen[3].dtls);
+
+  absl::StatusOr<Config> plain = ParseConfig(
+      "[coap]\nlisten = [\"127.0.0.1\"]\n[dtls]\nenabled = false\n", "t.toml");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(ToShardGroupOptions(*plain).listen.size(), 1u);
 }
 
 }  // namespace

@@ -57,7 +57,7 @@ class DeviceManagementTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
     absl::StatusOr<Config> config = ParseConfig(
         "", "test",
-        {"shards=2", "coap.port=0", "http.port=0", "coap.listen=[\"127.0.0.1\"]",
+        {"shards=2", "coap.port=0", "coap.secure_port=0", "http.port=0", "coap.listen=[\"127.0.0.1\"]",
          "net.pin_threads=false", "store.path=" + (dir_ / "data").string(),
          "store.map_size_mb=64", "lwm2m.queue_awake_window_s=1",
          "lwm2m.objects_dir=" + std::string(LWM2MD_SOURCE_DIR) + "/config/objects",

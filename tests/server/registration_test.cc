@@ -51,7 +51,7 @@ class RegistrationTest : public ::testing::Test {
                    Server::FatalHandler on_fatal = nullptr) {
     absl::StatusOr<Config> config = ParseConfig(
         "", "test",
-        {"shards=2", "coap.port=0", "http.port=0", "coap.listen=[\"127.0.0.1\"]",
+        {"shards=2", "coap.port=0", "coap.secure_port=0", "http.port=0", "coap.listen=[\"127.0.0.1\"]",
          "net.pin_threads=false", "store.path=" + (dir_ / "data").string(),
          "store.map_size_mb=" + std::to_string(map_size_mb),
          "lwm2m.objects_dir=" + std::string(LWM2MD_SOURCE_DIR) + "/config/objects",

@@ -38,7 +38,7 @@ class ServerTest : public ::testing::Test {
   Config TestConfig() {
     absl::StatusOr<Config> config =
         ParseConfig("", "test",
-                    {"shards=2", "coap.port=0", "http.port=0", "coap.listen=[\"127.0.0.1\"]",
+                    {"shards=2", "coap.port=0", "coap.secure_port=0", "http.port=0", "coap.listen=[\"127.0.0.1\"]",
                      "net.pin_threads=false", "store.path=" + (store_ / "data").string(),
                      "lwm2m.objects_dir=" + std::string(LWM2MD_SOURCE_DIR) + "/config/objects"});
     EXPECT_TRUE(config.ok()) << config.status();
@@ -77,7 +77,9 @@ TEST_F(ServerTest, StartsServesMetricsAndStops) {
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_TRUE(std::filesystem::is_directory(store_ / "data"));
 
-  ASSERT_EQ((*server)->coap_listeners().size(), 1u);
+  // CoAP, then CoAP over DTLS.
+  ASSERT_EQ((*server)->coap_listeners().size(), 2u);
+  EXPECT_EQ((*server)->coap_listeners()[1].spec.purpose, "coaps");
   const uint16_t coap_port = (*server)->coap_listeners()[0].local.port();
   const uint16_t http_port = (*server)->http_port();
   ASSERT_NE(coap_port, 0);

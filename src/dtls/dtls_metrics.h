@@ -1,0 +1,45 @@
+#pragma once
+// Per-shard DTLS counters (single writer: the shard; read by the metrics scrape).
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+#include "net/shard_counter.h"
+
+namespace lwm2md::dtls {
+
+struct DtlsMetrics {
+  // Why a handshake did not complete.
+  enum class Failure : uint8_t {
+    kUnknownIdentity,  // a PSK identity no endpoint has
+    kBadCredentials,   // the peer's Finished did not verify: wrong key
+    kTimeout,          // the peer stopped answering (handshake timeout)
+    kProtocol,         // anything else the handshake refused
+  };
+  static constexpr int kFailureCount = 4;
+  static std::string_view FailureName(Failure failure);
+
+  // Why a datagram was dropped before reaching CoAP.
+  enum class Drop : uint8_t {
+    kMalformed,   // too short or not a DTLS record
+    kNoSession,   // not a ClientHello and no session for its address or connection id
+    kOverloaded,  // the shard holds lwm2m.max sessions already
+  };
+  static constexpr int kDropCount = 3;
+  static std::string_view DropName(Drop drop);
+
+  net::ShardCounter hello_verify_requests;  // cookies sent (stateless)
+  net::ShardCounter handshakes_started;     // ClientHellos with a valid cookie
+  net::ShardCounter handshakes_completed;
+  std::array<net::ShardCounter, kFailureCount> handshake_failures;
+  std::array<net::ShardCounter, kDropCount> dropped;
+  net::ShardCounter records_in;     // application records decrypted
+  net::ShardCounter records_out;    // application records sent
+  net::ShardCounter send_failures;  // no established session for the address, or write failed
+  net::ShardCounter rebinds;        // a connection id arrived from a new address
+  net::ShardCounter closed;         // close_notify from the peer
+  net::ShardCounter sessions;       // gauge: sessions held (handshaking or established)
+};
+
+}  // namespace lwm2md::dtls

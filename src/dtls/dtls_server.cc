@@ -1,0 +1,522 @@
+#include "dtls/dtls_server.h"
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ciphersuites.h>
+#include <mbedtls/ssl_cookie.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/check.h"
+#include "base/log.h"
+#include "net/steering.h"
+
+namespace lwm2md::dtls {
+
+const std::vector<std::string> kDefaultCiphersuites = {
+    "TLS-PSK-WITH-AES-128-CCM-8",
+    "TLS-PSK-WITH-AES-128-GCM-SHA256",
+    "TLS-PSK-WITH-AES-128-CCM",
+    "TLS-PSK-WITH-AES-128-CBC-SHA256",
+    "TLS-ECDHE-ECDSA-WITH-AES-128-CCM-8",
+    "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256",
+    "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384",
+    "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256",
+    "TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256",
+    "TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384",
+    "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256",
+};
+
+std::string_view DtlsMetrics::FailureName(Failure failure) {
+  switch (failure) {
+    case Failure::kUnknownIdentity: return "unknown_identity";
+    case Failure::kBadCredentials: return "bad_credentials";
+    case Failure::kTimeout: return "timeout";
+    case Failure::kProtocol: return "protocol";
+  }
+  return "protocol";
+}
+
+std::string_view DtlsMetrics::DropName(Drop drop) {
+  switch (drop) {
+    case Drop::kMalformed: return "malformed";
+    case Drop::kNoSession: return "no_session";
+    case Drop::kOverloaded: return "overloaded";
+  }
+  return "malformed";
+}
+
+namespace {
+
+// Our connection ids: 8 bytes, the shard first (net/steering.h), then the node (0 for now),
+// then 48 bits unique on this shard.
+constexpr size_t kConnectionIdLength = 8;
+constexpr size_t kRecordHeaderLength = 13;  // without a connection id
+constexpr uint8_t kContentHandshake = 22;
+constexpr uint8_t kHandshakeClientHello = 1;
+
+std::string ErrorText(int error) {
+  char text[160];
+  mbedtls_strerror(error, text, sizeof(text));
+  return text;
+}
+
+std::array<uint8_t, kConnectionIdLength> ConnectionIdBytes(uint64_t id) {
+  std::array<uint8_t, kConnectionIdLength> bytes;
+  for (size_t i = 0; i < kConnectionIdLength; ++i) {
+    bytes[i] = static_cast<uint8_t>(id >> (8 * (kConnectionIdLength - 1 - i)));
+  }
+  return bytes;
+}
+
+uint64_t ConnectionIdValue(const uint8_t* bytes) {
+  uint64_t id = 0;
+  for (size_t i = 0; i < kConnectionIdLength; ++i) id = (id << 8) | bytes[i];
+  return id;
+}
+
+// The cookie binds the client's address (RFC 6347 §4.2.1): its bytes, port included.
+std::string TransportId(const net::PeerAddress& peer) {
+  return std::string(reinterpret_cast<const char*>(peer.sockaddr_ptr()), peer.length());
+}
+
+bool IsClientHello(std::span<const uint8_t> bytes) {
+  // type, version(2), epoch(2) = 0, sequence(6), length(2), then the handshake header.
+  return bytes.size() > kRecordHeaderLength && bytes[0] == kContentHandshake && bytes[3] == 0 &&
+         bytes[4] == 0 && bytes[kRecordHeaderLength] == kHandshakeClientHello;
+}
+
+}  // namespace
+
+struct DtlsServer::MbedState {
+  mbedtls_entropy_context entropy;
+  mbedtls_ctr_drbg_context random;
+  mbedtls_ssl_cookie_ctx cookies;
+  mbedtls_ssl_config config;
+  MbedState() {
+    mbedtls_entropy_init(&entropy);
+    mbedtls_ctr_drbg_init(&random);
+    mbedtls_ssl_cookie_init(&cookies);
+    mbedtls_ssl_config_init(&config);
+  }
+  ~MbedState() {
+    mbedtls_ssl_config_free(&config);
+    mbedtls_ssl_cookie_free(&cookies);
+    mbedtls_ctr_drbg_free(&random);
+    mbedtls_entropy_free(&entropy);
+  }
+};
+
+struct DtlsServer::Session {
+  DtlsServer* server = nullptr;
+  mbedtls_ssl_context ssl;
+  int listener = 0;
+  net::PeerAddress peer;
+  // Addresses the session is indexed under: where it began and where it moved.
+  std::vector<net::PeerAddress> addresses;
+  uint64_t connection_id = 0;
+  bool connection_id_used = false;  // the client took our id: indexed by it
+  bool established = false;
+  PeerIdentity identity;
+  net::TimerWheel::Id timer = net::TimerWheel::kNoTimer;
+  bool timer_armed = false;
+  net::TimePoint intermediate_at{};
+  net::TimePoint final_at{};
+
+  Session() { mbedtls_ssl_init(&ssl); }
+  ~Session() { mbedtls_ssl_free(&ssl); }
+};
+
+absl::Status ValidateOptions(const DtlsOptions& options) {
+  for (const std::string& name : options.ciphersuites) {
+    if (mbedtls_ssl_get_ciphersuite_id(name.c_str()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "dtls.ciphersuites: \"", name, "\" is not a cipher suite of this build (names as ",
+          "mbedTLS spells them, e.g. \"TLS-PSK-WITH-AES-128-CCM-8\")"));
+    }
+  }
+  if (options.handshake_timeout_min <= absl::ZeroDuration() ||
+      options.handshake_timeout_max < options.handshake_timeout_min) {
+    return absl::InvalidArgumentError(
+        "dtls: handshake_timeout_min_ms must be positive and at most handshake_timeout_max_ms");
+  }
+  if (!options.psk_lookup) return absl::InvalidArgumentError("dtls: no PSK lookup");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<DtlsServer>> DtlsServer::Create(net::ShardIo& io,
+                                                               const DtlsOptions& options,
+                                                               DtlsMetrics& metrics,
+                                                               Deliver deliver) {
+  if (absl::Status valid = ValidateOptions(options); !valid.ok()) return valid;
+  std::unique_ptr<DtlsServer> server(new DtlsServer(io, options, metrics, std::move(deliver)));
+  if (absl::Status status = server->Init(); !status.ok()) return status;
+  return server;
+}
+
+DtlsServer::DtlsServer(net::ShardIo& io, const DtlsOptions& options, DtlsMetrics& metrics,
+                       Deliver deliver)
+    : io_(io), options_(options), metrics_(metrics), deliver_(std::move(deliver)),
+      mbed_(std::make_unique<MbedState>()) {
+  // The shard in the top byte, the node (0) next: see ConnectionIdBytes.
+  next_connection_id_ = static_cast<uint64_t>(io.shard_id() & 0xff) << 56;
+}
+
+DtlsServer::~DtlsServer() {
+  for (auto& [raw, session] : sessions_) io_.timers().Cancel(session->timer);
+  sessions_.clear();
+  hello_.reset();
+  metrics_.sessions.Set(0);
+}
+
+absl::Status DtlsServer::Init() {
+  MbedState& m = *mbed_;
+  const std::string personal = absl::StrCat("lwm2md dtls shard ", io_.shard_id());
+  if (int error = mbedtls_ctr_drbg_seed(&m.random, mbedtls_entropy_func, &m.entropy,
+                                        reinterpret_cast<const unsigned char*>(personal.data()),
+                                        personal.size());
+      error != 0) {
+    return absl::InternalError(absl::StrCat("dtls: seeding the random generator: ", ErrorText(error)));
+  }
+  if (int error = mbedtls_ssl_config_defaults(&m.config, MBEDTLS_SSL_IS_SERVER,
+                                              MBEDTLS_SSL_TRANSPORT_DATAGRAM,
+                                              MBEDTLS_SSL_PRESET_DEFAULT);
+      error != 0) {
+    return absl::InternalError(absl::StrCat("dtls: configuration: ", ErrorText(error)));
+  }
+  mbedtls_ssl_conf_rng(&m.config, mbedtls_ctr_drbg_random, &m.random);
+  if (int error = mbedtls_ssl_cookie_setup(&m.cookies, mbedtls_ctr_drbg_random, &m.random);
+      error != 0) {
+    return absl::InternalError(absl::StrCat("dtls: cookie key: ", ErrorText(error)));
+  }
+  mbedtls_ssl_conf_dtls_cookies(&m.config, mbedtls_ssl_cookie_write, mbedtls_ssl_cookie_check,
+                                &m.cookies);
+  mbedtls_ssl_conf_psk_cb(&m.config, &DtlsServer::OnPskIdentity, this);
+  mbedtls_ssl_conf_handshake_timeout(
+      &m.config, static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.handshake_timeout_min)),
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.handshake_timeout_max)));
+  // Records with another connection id than the session's are dropped silently: the
+  // session table has already picked the session by id.
+  if (int error = mbedtls_ssl_conf_cid(&m.config, kConnectionIdLength,
+                                       MBEDTLS_SSL_UNEXPECTED_CID_IGNORE);
+      error != 0) {
+    return absl::InternalError(absl::StrCat("dtls: connection ids: ", ErrorText(error)));
+  }
+  const std::vector<std::string>& names =
+      options_.ciphersuites.empty() ? kDefaultCiphersuites : options_.ciphersuites;
+  for (const std::string& name : names) {
+    // Suites the build lacks (e.g. a default whose key exchange is off) are left out.
+    if (int id = mbedtls_ssl_get_ciphersuite_id(name.c_str()); id != 0) {
+      ciphersuite_ids_.push_back(id);
+    }
+  }
+  ciphersuite_ids_.push_back(0);
+  mbedtls_ssl_conf_ciphersuites(&m.config, ciphersuite_ids_.data());
+  hello_ = NewSession();
+  return hello_ != nullptr ? absl::OkStatus()
+                           : absl::InternalError("dtls: cannot set up a session context");
+}
+
+std::unique_ptr<DtlsServer::Session> DtlsServer::NewSession() {
+  auto session = std::make_unique<Session>();
+  session->server = this;
+  if (int error = mbedtls_ssl_setup(&session->ssl, &mbed_->config); error != 0) {
+    LWM2MD_LOG(kError, "dtls: session setup: %s", ErrorText(error));
+    return nullptr;
+  }
+  mbedtls_ssl_set_user_data_p(&session->ssl, session.get());
+  mbedtls_ssl_set_bio(&session->ssl, session.get(), &DtlsServer::BioSend,
+                      &DtlsServer::BioReceive, nullptr);
+  mbedtls_ssl_set_timer_cb(&session->ssl, session.get(), &DtlsServer::SetTimer,
+                           &DtlsServer::GetTimer);
+  return session;
+}
+
+uint64_t DtlsServer::NewConnectionId() {
+  // 48 bits of sequence: a shard would need 2^48 handshakes to come round.
+  const uint64_t prefix = next_connection_id_ & ~((uint64_t{1} << 48) - 1);
+  next_connection_id_ = prefix | ((next_connection_id_ + 1) & ((uint64_t{1} << 48) - 1));
+  return next_connection_id_;
+}
+
+void DtlsServer::OnDatagram(const net::ReceivedDatagram& datagram) {
+  const std::span<const uint8_t> bytes = datagram.bytes;
+  if (bytes.size() < kRecordHeaderLength) {
+    metrics_.dropped[static_cast<int>(DtlsMetrics::Drop::kMalformed)].Add();
+    return;
+  }
+  Session* session = nullptr;
+  if (bytes[0] == net::kDtlsContentTypeCid) {
+    if (bytes.size() < net::kDtlsCidOffset + kConnectionIdLength + 2) {
+      metrics_.dropped[static_cast<int>(DtlsMetrics::Drop::kMalformed)].Add();
+      return;
+    }
+    auto it = by_connection_id_.find(ConnectionIdValue(bytes.data() + net::kDtlsCidOffset));
+    if (it != by_connection_id_.end()) session = it->second;
+  } else if (auto it = by_address_.find(datagram.peer); it != by_address_.end()) {
+    session = it->second;
+  }
+  if (session == nullptr) {
+    if (IsClientHello(bytes)) return OnClientHello(datagram);
+    metrics_.dropped[static_cast<int>(DtlsMetrics::Drop::kNoSession)].Add();
+    return;
+  }
+  input_ = bytes;
+  input_taken_ = false;
+  Drive(session, datagram.peer);
+  input_ = {};
+  input_taken_ = true;
+}
+
+void DtlsServer::OnClientHello(const net::ReceivedDatagram& datagram) {
+  if (sessions_.size() >= options_.max_sessions) {
+    metrics_.dropped[static_cast<int>(DtlsMetrics::Drop::kOverloaded)].Add();
+    return;
+  }
+  Session* hello = hello_.get();
+  mbedtls_ssl_session_reset(&hello->ssl);
+  hello->listener = datagram.listener;
+  hello->peer = datagram.peer;
+  hello->identity = PeerIdentity{};
+  const std::string transport_id = TransportId(datagram.peer);
+  mbedtls_ssl_set_client_transport_id(&hello->ssl,
+                                      reinterpret_cast<const unsigned char*>(transport_id.data()),
+                                      transport_id.size());
+  hello->connection_id = NewConnectionId();
+  const std::array<uint8_t, kConnectionIdLength> cid = ConnectionIdBytes(hello->connection_id);
+  mbedtls_ssl_set_cid(&hello->ssl, MBEDTLS_SSL_CID_ENABLED, cid.data(), cid.size());
+  input_ = datagram.bytes;
+  input_taken_ = false;
+  const int result = mbedtls_ssl_handshake(&hello->ssl);
+  input_ = {};
+  input_taken_ = true;
+  if (result == MBEDTLS_ERR_SSL_HELLO_VERIFY_REQUIRED) {
+    // The cookie went out; nothing is kept (the context is reset for the next ClientHello).
+    metrics_.hello_verify_requests.Add();
+    io_.timers().Cancel(hello->timer);
+    hello->timer_armed = false;
+    return;
+  }
+  if (result != MBEDTLS_ERR_SSL_WANT_READ && result != MBEDTLS_ERR_SSL_WANT_WRITE) {
+    // A ClientHello mbedTLS refused (malformed, no common suite): it answered with an alert.
+    io_.timers().Cancel(hello->timer);
+    hello->timer_armed = false;
+    metrics_.handshake_failures[static_cast<int>(DtlsMetrics::Failure::kProtocol)].Add();
+    LWM2MD_LOG(kDebug, "dtls: ClientHello from %s refused: %s", datagram.peer.ToString(),
+               ErrorText(result));
+    return;
+  }
+  // A valid cookie: the peer owns its address, and the handshake goes on in a session of
+  // its own. The reusable context is replaced for the next ClientHello.
+  std::unique_ptr<Session> next = NewSession();
+  if (next == nullptr) return;
+  std::unique_ptr<Session> session = std::exchange(hello_, std::move(next));
+  Session* raw = session.get();
+  metrics_.handshakes_started.Add();
+  // A new handshake from an address that had a session replaces it (the client restarted).
+  if (auto old = by_address_.find(raw->peer); old != by_address_.end()) Remove(old->second);
+  raw->addresses.push_back(raw->peer);
+  by_address_[raw->peer] = raw;
+  sessions_[raw] = std::move(session);
+  metrics_.sessions.Set(sessions_.size());
+}
+
+bool DtlsServer::Drive(Session* session, const net::PeerAddress& from) {
+  if (!session->established) {
+    const int result = mbedtls_ssl_handshake(&session->ssl);
+    if (result == MBEDTLS_ERR_SSL_WANT_READ || result == MBEDTLS_ERR_SSL_WANT_WRITE) {
+      return true;
+    }
+    if (result != 0) {
+      Fail(session, result);
+      return false;
+    }
+    OnEstablished(session);
+  }
+  for (;;) {
+    const int result = mbedtls_ssl_read(&session->ssl, plaintext_.data(), plaintext_.size());
+    if (result > 0) {
+      // Authenticated: a connection id record from a new address moves the session there
+      // (RFC 9146 §6), and the answer goes to where the client now is.
+      if (!(from == session->peer) && !from.empty()) {
+        session->peer = from;
+        if (std::find(session->addresses.begin(), session->addresses.end(), from) ==
+            session->addresses.end()) {
+          session->addresses.push_back(from);
+        }
+        by_address_[from] = session;
+        metrics_.rebinds.Add();
+      }
+      metrics_.records_in.Add();
+      deliver_(net::ReceivedDatagram{session->listener, session->peer,
+                                     std::span<const uint8_t>(plaintext_.data(),
+                                                              static_cast<size_t>(result))});
+      continue;
+    }
+    if (result == MBEDTLS_ERR_SSL_WANT_READ || result == MBEDTLS_ERR_SSL_WANT_WRITE) return true;
+    if (result == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
+      metrics_.closed.Add();
+      mbedtls_ssl_close_notify(&session->ssl);
+      Remove(session);
+      return false;
+    }
+    if (result == MBEDTLS_ERR_SSL_CLIENT_RECONNECT) {
+      // A new ClientHello with a valid cookie from the same address: mbedTLS has reset the
+      // context for a new handshake, which this datagram starts.
+      if (session->connection_id_used) by_connection_id_.erase(session->connection_id);
+      session->connection_id_used = false;
+      session->established = false;
+      session->identity = PeerIdentity{};
+      metrics_.handshakes_started.Add();
+      return Drive(session, from);
+    }
+    Fail(session, result);
+    return false;
+  }
+}
+
+void DtlsServer::OnEstablished(Session* session) {
+  session->established = true;
+  metrics_.handshakes_completed.Add();
+  session->identity.ciphersuite = mbedtls_ssl_get_ciphersuite(&session->ssl);
+  int enabled = MBEDTLS_SSL_CID_DISABLED;
+  unsigned char peer_cid[MBEDTLS_SSL_CID_OUT_LEN_MAX];
+  size_t peer_cid_length = 0;
+  if (mbedtls_ssl_get_peer_cid(&session->ssl, &enabled, peer_cid, &peer_cid_length) == 0 &&
+      enabled == MBEDTLS_SSL_CID_ENABLED) {
+    session->connection_id_used = true;
+    by_connection_id_[session->connection_id] = session;
+  }
+  LWM2MD_LOG(kDebug, "dtls: %s established (%s, identity \"%s\", connection id %s)",
+             session->peer.ToString(), session->identity.ciphersuite,
+             session->identity.psk_identity, session->connection_id_used ? "yes" : "no");
+}
+
+void DtlsServer::Fail(Session* session, int error) {
+  DtlsMetrics::Failure failure = DtlsMetrics::Failure::kProtocol;
+  if (!session->established) {
+    if (error == MBEDTLS_ERR_SSL_TIMEOUT) {
+      failure = DtlsMetrics::Failure::kTimeout;
+    } else if (error == MBEDTLS_ERR_SSL_UNKNOWN_IDENTITY) {
+      failure = DtlsMetrics::Failure::kUnknownIdentity;
+    } else if (error == MBEDTLS_ERR_SSL_INVALID_MAC || error == MBEDTLS_ERR_SSL_DECODE_ERROR ||
+               error == MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE) {
+      // A wrong key shows as a Finished that does not decrypt or does not verify.
+      failure = DtlsMetrics::Failure::kBadCredentials;
+    }
+    metrics_.handshake_failures[static_cast<int>(failure)].Add();
+  }
+  LWM2MD_LOG(kDebug, "dtls: %s %s: %s", session->peer.ToString(),
+             session->established ? "session ended" : "handshake failed", ErrorText(error));
+  Remove(session);
+}
+
+void DtlsServer::Remove(Session* session) {
+  io_.timers().Cancel(session->timer);
+  for (const net::PeerAddress& address : session->addresses) {
+    if (auto it = by_address_.find(address); it != by_address_.end() && it->second == session) {
+      by_address_.erase(it);
+    }
+  }
+  if (session->connection_id_used) by_connection_id_.erase(session->connection_id);
+  sessions_.erase(session);
+  metrics_.sessions.Set(sessions_.size());
+}
+
+bool DtlsServer::Send(int listener, const net::PeerAddress& to,
+                      std::span<const uint8_t> plaintext) {
+  auto it = by_address_.find(to);
+  if (it == by_address_.end() || !it->second->established || it->second->listener != listener) {
+    metrics_.send_failures.Add();
+    return false;
+  }
+  const int written = mbedtls_ssl_write(&it->second->ssl, plaintext.data(), plaintext.size());
+  if (written != static_cast<int>(plaintext.size())) {
+    metrics_.send_failures.Add();
+    return false;
+  }
+  metrics_.records_out.Add();
+  return true;
+}
+
+const PeerIdentity* DtlsServer::FindIdentity(const net::PeerAddress& peer) const {
+  auto it = by_address_.find(peer);
+  if (it == by_address_.end() || !it->second->established) return nullptr;
+  return &it->second->identity;
+}
+
+// ---- mbedTLS callbacks ----
+
+int DtlsServer::BioSend(void* context, const unsigned char* bytes, size_t length) {
+  auto* session = static_cast<Session*>(context);
+  // A full send queue loses the datagram, as the network might: DTLS retransmits handshake
+  // flights and CoAP its CON messages.
+  session->server->io_.Send(session->listener, session->peer,
+                            std::span<const uint8_t>(bytes, length));
+  return static_cast<int>(length);
+}
+
+int DtlsServer::BioReceive(void* context, unsigned char* bytes, size_t length) {
+  DtlsServer* server = static_cast<Session*>(context)->server;
+  if (server->input_taken_) return MBEDTLS_ERR_SSL_WANT_READ;
+  server->input_taken_ = true;
+  // mbedTLS offers its whole receive buffer: a larger datagram cannot be a record it takes.
+  if (server->input_.size() > length) return MBEDTLS_ERR_SSL_WANT_READ;
+  std::memcpy(bytes, server->input_.data(), server->input_.size());
+  return static_cast<int>(server->input_.size());
+}
+
+void DtlsServer::SetTimer(void* context, uint32_t intermediate_ms, uint32_t final_ms) {
+  auto* session = static_cast<Session*>(context);
+  DtlsServer* server = session->server;
+  server->io_.timers().Cancel(session->timer);
+  session->timer = net::TimerWheel::kNoTimer;
+  session->timer_armed = final_ms != 0;
+  if (!session->timer_armed) return;
+  const net::TimePoint now = server->io_.Now();
+  session->intermediate_at = now + std::chrono::milliseconds(intermediate_ms);
+  session->final_at = now + std::chrono::milliseconds(final_ms);
+  if (session == server->hello_.get()) return;  // the stateless context never waits
+  session->timer = server->io_.timers().Schedule(session->final_at, [server, session] {
+    session->timer = net::TimerWheel::kNoTimer;
+    // The handshake retransmits its last flight, or ends with MBEDTLS_ERR_SSL_TIMEOUT.
+    server->input_ = {};
+    server->input_taken_ = true;
+    server->Drive(session, session->peer);
+  });
+}
+
+int DtlsServer::GetTimer(void* context) {
+  auto* session = static_cast<Session*>(context);
+  if (!session->timer_armed) return -1;
+  const net::TimePoint now = session->server->io_.Now();
+  if (now >= session->final_at) return 2;
+  if (now >= session->intermediate_at) return 1;
+  return 0;
+}
+
+int DtlsServer::OnPskIdentity(void* context, mbedtls_ssl_context* ssl,
+                              const unsigned char* identity, size_t length) {
+  auto* server = static_cast<DtlsServer*>(context);
+  auto* session = static_cast<Session*>(mbedtls_ssl_get_user_data_p(ssl));
+  const std::string_view name(reinterpret_cast<const char*>(identity), length);
+  std::optional<PskCredential> credential = server->options_.psk_lookup(name);
+  if (!credential || credential->key.empty()) return -1;  // unknown_psk_identity alert
+  if (mbedtls_ssl_set_hs_psk(ssl, reinterpret_cast<const unsigned char*>(credential->key.data()),
+                             credential->key.size()) != 0) {
+    return -1;
+  }
+  if (session != nullptr) {
+    session->identity.psk_identity = std::string(name);
+    session->identity.endpoint = std::move(credential->endpoint);
+  }
+  return 0;
+}
+
+}  // namespace lwm2md::dtls
