@@ -143,8 +143,8 @@ struct Timer {
 class Endpoint {
  public:
   // mtu 0 leaves mbedTLS's default (records up to the buffer size).
-  Endpoint(const mbedtls_ssl_config* conf, DatagramQueue* in, DatagramQueue* out,
-           FakeClock* clock, uint16_t mtu = 1280)
+  Endpoint(const mbedtls_ssl_config* conf, DatagramQueue* in, DatagramQueue* out, FakeClock* clock,
+           uint16_t mtu = 1280)
       : ends_{in, out} {
     timer_.clock = clock;
     mbedtls_ssl_init(&ssl_);
@@ -244,8 +244,7 @@ HandshakeResult DriveHandshake(Endpoint& client, Endpoint& server, Link& link,
           // carries it (the server keeps no state for an unverified address).
           ++r.hello_verify_requests;
           mbedtls_ssl_session_reset(server.ssl());
-          mbedtls_ssl_set_client_transport_id(server.ssl(), kClientAddress,
-                                              sizeof(kClientAddress));
+          mbedtls_ssl_set_client_transport_id(server.ssl(), kClientAddress, sizeof(kClientAddress));
         } else if (ret != 0 && !want(ret)) {
           r.server = ret;
         }
@@ -272,9 +271,8 @@ class ServerConfig {
   explicit ServerConfig(Random* random, size_t cid_length = 8) {
     mbedtls_ssl_config_init(&conf_);
     mbedtls_ssl_cookie_init(&cookie_);
-    result_ = mbedtls_ssl_config_defaults(&conf_, MBEDTLS_SSL_IS_SERVER,
-                                          MBEDTLS_SSL_TRANSPORT_DATAGRAM,
-                                          MBEDTLS_SSL_PRESET_DEFAULT);
+    result_ = mbedtls_ssl_config_defaults(
+        &conf_, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_DATAGRAM, MBEDTLS_SSL_PRESET_DEFAULT);
     if (result_ != 0) return;
     mbedtls_ssl_conf_rng(&conf_, Random::Generate, random);
     result_ = mbedtls_ssl_cookie_setup(&cookie_, Random::Generate, random);
@@ -306,8 +304,7 @@ class ServerConfig {
                        size_t identity_len) {
     auto* c = static_cast<ServerConfig*>(self);
     if (c->identity_.empty() ||
-        std::string_view(reinterpret_cast<const char*>(identity), identity_len) !=
-            c->identity_) {
+        std::string_view(reinterpret_cast<const char*>(identity), identity_len) != c->identity_) {
       return -1;  // mbedTLS answers with an unknown_psk_identity alert.
     }
     return mbedtls_ssl_set_hs_psk(ssl, reinterpret_cast<const unsigned char*>(c->key_.data()),
@@ -327,9 +324,8 @@ class ClientConfig {
  public:
   ClientConfig(Random* random, const int* suites, size_t cid_length = 8) {
     mbedtls_ssl_config_init(&conf_);
-    result_ = mbedtls_ssl_config_defaults(&conf_, MBEDTLS_SSL_IS_CLIENT,
-                                          MBEDTLS_SSL_TRANSPORT_DATAGRAM,
-                                          MBEDTLS_SSL_PRESET_DEFAULT);
+    result_ = mbedtls_ssl_config_defaults(
+        &conf_, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_DATAGRAM, MBEDTLS_SSL_PRESET_DEFAULT);
     if (result_ != 0) return;
     mbedtls_ssl_conf_rng(&conf_, Random::Generate, random);
     mbedtls_ssl_conf_ciphersuites(&conf_, suites);
@@ -345,8 +341,7 @@ class ClientConfig {
   mbedtls_ssl_config* conf() { return &conf_; }
   int SetPsk(std::string_view identity, std::string_view key) {
     return mbedtls_ssl_conf_psk(&conf_, reinterpret_cast<const unsigned char*>(key.data()),
-                                key.size(),
-                                reinterpret_cast<const unsigned char*>(identity.data()),
+                                key.size(), reinterpret_cast<const unsigned char*>(identity.data()),
                                 identity.size());
   }
 

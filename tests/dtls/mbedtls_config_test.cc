@@ -208,8 +208,7 @@ class MbedtlsConfigTest : public ::testing::Test {
   }
 
   // A record each way after the handshake; with `cid`, each carries the receiver's CID.
-  void ExchangeRecords(Endpoint& client, Endpoint& server, std::string_view tag,
-                       bool cid = true) {
+  void ExchangeRecords(Endpoint& client, Endpoint& server, std::string_view tag, bool cid = true) {
     std::string request = "client record " + std::string(tag);
     ASSERT_EQ(client.Write(request), static_cast<int>(request.size()));
     ASSERT_EQ(link_.to_server.size(), 1u);
@@ -428,8 +427,7 @@ TEST_F(MbedtlsConfigTest, SavedServerSessionLoadsIntoAFreshContext) {
             MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL);
   std::vector<unsigned char> saved(needed);
   size_t saved_length = 0;
-  ASSERT_EQ(mbedtls_ssl_context_save(server->ssl(), saved.data(), saved.size(), &saved_length),
-            0);
+  ASSERT_EQ(mbedtls_ssl_context_save(server->ssl(), saved.data(), saved.size(), &saved_length), 0);
   EXPECT_EQ(saved_length, needed);
   EXPECT_LT(saved_length, 512u);
   ::testing::Test::RecordProperty("saved_session_bytes", saved_length);
