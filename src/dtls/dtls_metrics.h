@@ -40,6 +40,13 @@ struct DtlsMetrics {
   net::ShardCounter rebinds;        // a connection id arrived from a new address
   net::ShardCounter closed;         // close_notify from the peer
   net::ShardCounter sessions;       // gauge: sessions held (handshaking or established)
+  // Sessions and the store.
+  net::ShardCounter sessions_saved_idle;      // idle sessions saved and freed
+  net::ShardCounter sessions_saved_shutdown;  // sessions saved at shutdown
+  net::ShardCounter sessions_restored;        // saved sessions brought back by a record or a send
+  net::ShardCounter sessions_unsaveable;  // dropped: nothing from the client since its Finished
+  net::ShardCounter sessions_expired;     // saved sessions forgotten: too old or unreadable
+  net::ShardCounter session_save_failures;  // the store refused a save (the session stayed)
 };
 
 }  // namespace lwm2md::dtls

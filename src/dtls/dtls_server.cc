@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -113,6 +114,13 @@ struct DtlsServer::MbedState {
   }
 };
 
+// A save on its way to the store. The writer thread reports the outcome; the shard reads it
+// on its next sweep.
+struct PendingSave {
+  std::string context;  // to resume from while the save is in flight
+  std::atomic<int> outcome{0};  // 0 in flight, 1 stored, 2 refused
+};
+
 struct DtlsServer::Session {
   DtlsServer* server = nullptr;
   mbedtls_ssl_context ssl;
@@ -128,6 +136,13 @@ struct DtlsServer::Session {
   bool timer_armed = false;
   net::TimePoint intermediate_at{};
   net::TimePoint final_at{};
+  // Established sessions: last record in or out, and the links of the idle list.
+  net::TimePoint last_active{};
+  Session* idle_prev = nullptr;
+  Session* idle_next = nullptr;
+  bool idle_linked = false;
+  // Set while the session's save is in flight; its context is freed meanwhile.
+  std::shared_ptr<PendingSave> pending;
 
   Session() { mbedtls_ssl_init(&ssl); }
   ~Session() { mbedtls_ssl_free(&ssl); }
@@ -164,11 +179,18 @@ DtlsServer::DtlsServer(net::ShardIo& io, const DtlsOptions& options, DtlsMetrics
                        Deliver deliver)
     : io_(io), options_(options), metrics_(metrics), deliver_(std::move(deliver)),
       mbed_(std::make_unique<MbedState>()) {
-  // The shard in the top byte, the node (0) next: see ConnectionIdBytes.
-  next_connection_id_ = static_cast<uint64_t>(io.shard_id() & 0xff) << 56;
+  // The shard in the top byte, the node (0) next: see ConnectionIdBytes. The sequence starts
+  // at the wall clock in microseconds, so that ids issued after a restart never meet the
+  // ids of sessions saved before it (a shard would need a million handshakes a second to
+  // overtake the clock).
+  const uint64_t sequence = static_cast<uint64_t>(absl::ToUnixMicros(absl::Now())) &
+                            ((uint64_t{1} << 48) - 1);
+  next_connection_id_ = (static_cast<uint64_t>(io.shard_id() & 0xff) << 56) | sequence;
 }
 
 DtlsServer::~DtlsServer() {
+  SaveAll();
+  io_.timers().Cancel(sweep_timer_);
   for (auto& [raw, session] : sessions_) io_.timers().Cancel(session->timer);
   sessions_.clear();
   hello_.reset();
@@ -219,23 +241,28 @@ absl::Status DtlsServer::Init() {
   ciphersuite_ids_.push_back(0);
   mbedtls_ssl_conf_ciphersuites(&m.config, ciphersuite_ids_.data());
   hello_ = NewSession();
-  return hello_ != nullptr ? absl::OkStatus()
-                           : absl::InternalError("dtls: cannot set up a session context");
+  if (hello_ == nullptr) return absl::InternalError("dtls: cannot set up a session context");
+  if (options_.session_store != nullptr) Sweep();
+  return absl::OkStatus();
 }
 
 std::unique_ptr<DtlsServer::Session> DtlsServer::NewSession() {
   auto session = std::make_unique<Session>();
   session->server = this;
+  if (!SetUpContext(session.get())) return nullptr;
+  return session;
+}
+
+bool DtlsServer::SetUpContext(Session* session) {
   if (int error = mbedtls_ssl_setup(&session->ssl, &mbed_->config); error != 0) {
     LWM2MD_LOG(kError, "dtls: session setup: %s", ErrorText(error));
-    return nullptr;
+    return false;
   }
-  mbedtls_ssl_set_user_data_p(&session->ssl, session.get());
-  mbedtls_ssl_set_bio(&session->ssl, session.get(), &DtlsServer::BioSend,
-                      &DtlsServer::BioReceive, nullptr);
-  mbedtls_ssl_set_timer_cb(&session->ssl, session.get(), &DtlsServer::SetTimer,
-                           &DtlsServer::GetTimer);
-  return session;
+  mbedtls_ssl_set_user_data_p(&session->ssl, session);
+  mbedtls_ssl_set_bio(&session->ssl, session, &DtlsServer::BioSend, &DtlsServer::BioReceive,
+                      nullptr);
+  mbedtls_ssl_set_timer_cb(&session->ssl, session, &DtlsServer::SetTimer, &DtlsServer::GetTimer);
+  return true;
 }
 
 uint64_t DtlsServer::NewConnectionId() {
@@ -251,19 +278,23 @@ void DtlsServer::OnDatagram(const net::ReceivedDatagram& datagram) {
     metrics_.dropped[static_cast<int>(DtlsMetrics::Drop::kMalformed)].Add();
     return;
   }
+  if (bytes[0] == net::kDtlsContentTypeCid &&
+      bytes.size() < net::kDtlsCidOffset + kConnectionIdLength + 2) {
+    metrics_.dropped[static_cast<int>(DtlsMetrics::Drop::kMalformed)].Add();
+    return;
+  }
+  // A ClientHello from an address with a session is either a retransmission within its
+  // handshake or a new handshake (CLIENT_RECONNECT): the session handles both. Without a
+  // session in memory, a ClientHello never resumes a saved one.
   Session* session = nullptr;
-  if (bytes[0] == net::kDtlsContentTypeCid) {
-    if (bytes.size() < net::kDtlsCidOffset + kConnectionIdLength + 2) {
-      metrics_.dropped[static_cast<int>(DtlsMetrics::Drop::kMalformed)].Add();
-      return;
-    }
-    auto it = by_connection_id_.find(ConnectionIdValue(bytes.data() + net::kDtlsCidOffset));
-    if (it != by_connection_id_.end()) session = it->second;
-  } else if (auto it = by_address_.find(datagram.peer); it != by_address_.end()) {
-    session = it->second;
+  if (IsClientHello(bytes)) {
+    if (auto it = by_address_.find(datagram.peer); it != by_address_.end()) session = it->second;
+    if (session != nullptr && session->pending != nullptr && !Resume(session)) session = nullptr;
+    if (session == nullptr) return OnClientHello(datagram);
+  } else {
+    session = Find(datagram);
   }
   if (session == nullptr) {
-    if (IsClientHello(bytes)) return OnClientHello(datagram);
     metrics_.dropped[static_cast<int>(DtlsMetrics::Drop::kNoSession)].Add();
     return;
   }
@@ -353,6 +384,7 @@ bool DtlsServer::Drive(Session* session, const net::PeerAddress& from) {
         by_address_[from] = session;
         metrics_.rebinds.Add();
       }
+      Touch(session);
       metrics_.records_in.Add();
       deliver_(net::ReceivedDatagram{session->listener, session->peer,
                                      std::span<const uint8_t>(plaintext_.data(),
@@ -393,6 +425,7 @@ void DtlsServer::OnEstablished(Session* session) {
     session->connection_id_used = true;
     by_connection_id_[session->connection_id] = session;
   }
+  Touch(session);
   LWM2MD_LOG(kDebug, "dtls: %s established (%s, identity \"%s\", connection id %s)",
              session->peer.ToString(), session->identity.ciphersuite,
              session->identity.psk_identity, session->connection_id_used ? "yes" : "no");
@@ -419,6 +452,8 @@ void DtlsServer::Fail(Session* session, int error) {
 
 void DtlsServer::Remove(Session* session) {
   io_.timers().Cancel(session->timer);
+  Unlink(session);
+  saving_.erase(session);
   for (const net::PeerAddress& address : session->addresses) {
     if (auto it = by_address_.find(address); it != by_address_.end() && it->second == session) {
       by_address_.erase(it);
@@ -431,18 +466,313 @@ void DtlsServer::Remove(Session* session) {
 
 bool DtlsServer::Send(int listener, const net::PeerAddress& to,
                       std::span<const uint8_t> plaintext) {
-  auto it = by_address_.find(to);
-  if (it == by_address_.end() || !it->second->established || it->second->listener != listener) {
+  Session* session = nullptr;
+  if (auto it = by_address_.find(to); it != by_address_.end()) session = it->second;
+  if (session != nullptr && session->pending != nullptr && !Resume(session)) session = nullptr;
+  // A request to a device whose session sleeps in the store wakes the session.
+  if (session == nullptr && options_.session_store != nullptr) {
+    session = RestoreByAddress(to, listener);
+  }
+  if (session == nullptr || !session->established || session->listener != listener) {
     metrics_.send_failures.Add();
     return false;
   }
-  const int written = mbedtls_ssl_write(&it->second->ssl, plaintext.data(), plaintext.size());
+  const int written = mbedtls_ssl_write(&session->ssl, plaintext.data(), plaintext.size());
   if (written != static_cast<int>(plaintext.size())) {
     metrics_.send_failures.Add();
     return false;
   }
+  Touch(session);
   metrics_.records_out.Add();
   return true;
+}
+
+// ---- sessions and the store ----
+
+DtlsServer::Session* DtlsServer::Find(const net::ReceivedDatagram& datagram) {
+  const bool with_id = datagram.bytes[0] == net::kDtlsContentTypeCid;
+  const uint64_t id =
+      with_id ? ConnectionIdValue(datagram.bytes.data() + net::kDtlsCidOffset) : 0;
+  Session* session = nullptr;
+  if (with_id) {
+    if (auto it = by_connection_id_.find(id); it != by_connection_id_.end()) session = it->second;
+  } else if (auto it = by_address_.find(datagram.peer); it != by_address_.end()) {
+    session = it->second;
+  }
+  if (session != nullptr) {
+    if (session->pending != nullptr && !Resume(session)) return nullptr;
+    return session;
+  }
+  if (options_.session_store == nullptr) return nullptr;
+  return with_id ? RestoreById(id, datagram.listener)
+                 : RestoreByAddress(datagram.peer, datagram.listener);
+}
+
+void DtlsServer::Touch(Session* session) {
+  session->last_active = io_.Now();
+  if (session->idle_linked && session == idle_tail_) return;
+  Unlink(session);
+  session->idle_prev = idle_tail_;
+  session->idle_next = nullptr;
+  if (idle_tail_ != nullptr) idle_tail_->idle_next = session;
+  idle_tail_ = session;
+  if (idle_head_ == nullptr) idle_head_ = session;
+  session->idle_linked = true;
+}
+
+void DtlsServer::Unlink(Session* session) {
+  if (!session->idle_linked) return;
+  if (session->idle_prev != nullptr) session->idle_prev->idle_next = session->idle_next;
+  if (session->idle_next != nullptr) session->idle_next->idle_prev = session->idle_prev;
+  if (idle_head_ == session) idle_head_ = session->idle_next;
+  if (idle_tail_ == session) idle_tail_ = session->idle_prev;
+  session->idle_prev = session->idle_next = nullptr;
+  session->idle_linked = false;
+}
+
+void DtlsServer::Save(Session* session, SaveReason reason) {
+  if (!session->established || session->pending != nullptr) return;
+  size_t length = 0;
+  std::string context;
+  int error = mbedtls_ssl_context_save(&session->ssl, nullptr, 0, &length);
+  if (error == MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL) {
+    context.resize(length);
+    error = mbedtls_ssl_context_save(&session->ssl, reinterpret_cast<unsigned char*>(context.data()),
+                                     context.size(), &length);
+    context.resize(length);
+  }
+  if (error != 0) {
+    // mbedTLS keeps a server's last flight until the client's first record of the new epoch
+    // shows it arrived; until then the context cannot be saved. Such a client has not used
+    // its session; it handshakes again when it does.
+    metrics_.sessions_unsaveable.Add();
+    LWM2MD_LOG(kDebug, "dtls: %s not saved (%s), dropped", session->peer.ToString(),
+               ErrorText(error));
+    Remove(session);
+    return;
+  }
+  SavedSession saved{.connection_id = session->connection_id,
+                     .connection_id_used = session->connection_id_used,
+                     .peer = session->peer,
+                     .identity = session->identity,
+                     .saved_at = absl::Now(),
+                     .context = {}};
+  saved.context = std::move(context);
+  store::WriteBatch batch;
+  AddSave(batch, saved);
+  if (reason == SaveReason::kShutdown) {
+    // The store is flushed after the shards stop (server::Server::Stop).
+    options_.session_store->Submit(std::move(batch), [](absl::Status status) {
+      if (!status.ok()) LWM2MD_LOG(kWarning, "dtls: session not saved: %s", status.message());
+    });
+    metrics_.sessions_saved_shutdown.Add();
+    Remove(session);
+    return;
+  }
+  // The memory goes now; the session stays indexed, resumable from the context kept with the
+  // pending save, until the store confirms (Sweep).
+  auto pending = std::make_shared<PendingSave>();
+  pending->context = std::move(saved.context);
+  options_.session_store->Submit(std::move(batch), [pending](absl::Status status) {
+    pending->outcome.store(status.ok() ? 1 : 2, std::memory_order_release);
+  });
+  io_.timers().Cancel(session->timer);
+  session->timer = net::TimerWheel::kNoTimer;
+  session->timer_armed = false;
+  mbedtls_ssl_free(&session->ssl);
+  mbedtls_ssl_init(&session->ssl);
+  session->pending = std::move(pending);
+  Unlink(session);
+  saving_[session] = true;
+  metrics_.sessions_saved_idle.Add();
+}
+
+bool DtlsServer::Resume(Session* session) {
+  std::shared_ptr<PendingSave> pending = std::move(session->pending);
+  saving_.erase(session);
+  if (!SetUpContext(session) ||
+      mbedtls_ssl_context_load(&session->ssl,
+                               reinterpret_cast<const unsigned char*>(pending->context.data()),
+                               pending->context.size()) != 0) {
+    metrics_.sessions_expired.Add();
+    Remove(session);
+    return false;
+  }
+  if (pending->outcome.load(std::memory_order_acquire) != 2) {
+    // The stored copy (written or about to be: the store keeps submission order) must never
+    // be restored as well.
+    store::WriteBatch batch;
+    AddForget(batch, session->connection_id, session->peer);
+    options_.session_store->Submit(std::move(batch), [](absl::Status) {});
+    metrics_.sessions_restored.Add();
+  }
+  Touch(session);
+  return true;
+}
+
+DtlsServer::Session* DtlsServer::RestoreById(uint64_t connection_id, int listener) {
+  absl::StatusOr<std::optional<std::string>> stored =
+      options_.session_store->Get(store::Table::kDtlsSessions, SessionKey(connection_id));
+  if (!stored.ok() || !stored->has_value()) return nullptr;
+  return Restore(**stored, listener, /*address_key_is_ours=*/false);
+}
+
+DtlsServer::Session* DtlsServer::RestoreByAddress(const net::PeerAddress& peer, int listener) {
+  absl::StatusOr<std::optional<std::string>> id =
+      options_.session_store->Get(store::Table::kDtlsSessions, AddressKey(peer));
+  if (!id.ok() || !id->has_value()) return nullptr;
+  std::optional<uint64_t> connection_id = ConnectionIdOfAddressValue(**id);
+  if (!connection_id) return nullptr;
+  absl::StatusOr<std::optional<std::string>> stored =
+      options_.session_store->Get(store::Table::kDtlsSessions, SessionKey(*connection_id));
+  if (!stored.ok() || !stored->has_value()) return nullptr;
+  return Restore(**stored, listener, /*address_key_is_ours=*/true);
+}
+
+DtlsServer::Session* DtlsServer::Restore(std::string_view stored, int listener,
+                                         bool address_key_is_ours) {
+  absl::StatusOr<SavedSession> saved = DecodeSavedSession(stored);
+  if (!saved.ok()) {
+    LWM2MD_LOG(kWarning, "dtls: %s", saved.status().message());
+    metrics_.sessions_expired.Add();
+    return nullptr;
+  }
+  // The address key goes with the session only if it still names it: a newer session from
+  // that address may have been saved since.
+  net::PeerAddress address_key;
+  if (address_key_is_ours) {
+    address_key = saved->peer;
+  } else if (absl::StatusOr<std::optional<std::string>> id =
+                 options_.session_store->Get(store::Table::kDtlsSessions,
+                                             AddressKey(saved->peer));
+             id.ok() && id->has_value() &&
+             ConnectionIdOfAddressValue(**id) == saved->connection_id) {
+    address_key = saved->peer;
+  }
+  store::WriteBatch forget;
+  AddForget(forget, saved->connection_id, address_key);
+  options_.session_store->Submit(std::move(forget), [](absl::Status) {});
+  if (absl::Now() - saved->saved_at > options_.saved_max_age) {
+    metrics_.sessions_expired.Add();
+    return nullptr;
+  }
+  if (sessions_.size() >= options_.max_sessions) {
+    metrics_.dropped[static_cast<int>(DtlsMetrics::Drop::kOverloaded)].Add();
+    return nullptr;
+  }
+  auto session = std::make_unique<Session>();
+  session->server = this;
+  if (!SetUpContext(session.get())) return nullptr;
+  if (int error = mbedtls_ssl_context_load(
+          &session->ssl, reinterpret_cast<const unsigned char*>(saved->context.data()),
+          saved->context.size());
+      error != 0) {
+    // Another mbedTLS build or configuration: the device handshakes again.
+    LWM2MD_LOG(kDebug, "dtls: saved session of %s not loaded: %s", saved->peer.ToString(),
+               ErrorText(error));
+    metrics_.sessions_expired.Add();
+    return nullptr;
+  }
+  Session* raw = session.get();
+  raw->listener = listener;
+  raw->peer = saved->peer;
+  raw->addresses.push_back(saved->peer);
+  raw->connection_id = saved->connection_id;
+  raw->connection_id_used = saved->connection_id_used;
+  raw->established = true;
+  raw->identity = std::move(saved->identity);
+  // An address another session holds in memory stays with it (it is the newer one).
+  by_address_.try_emplace(raw->peer, raw);
+  if (raw->connection_id_used) by_connection_id_[raw->connection_id] = raw;
+  sessions_[raw] = std::move(session);
+  metrics_.sessions.Set(sessions_.size());
+  metrics_.sessions_restored.Add();
+  Touch(raw);
+  return raw;
+}
+
+void DtlsServer::Sweep() {
+  const net::TimePoint now = io_.Now();
+  // Bounded per sweep, so that a shard never stalls on a crowd of sessions turning idle at
+  // once; the rest wait for the next sweep.
+  constexpr int kMaxSavesPerSweep = 4096;
+  if (options_.idle_save_after > absl::ZeroDuration()) {
+    const auto idle = std::chrono::microseconds(absl::ToInt64Microseconds(options_.idle_save_after));
+    for (int saves = 0; idle_head_ != nullptr && idle_head_->last_active + idle <= now &&
+                        saves < kMaxSavesPerSweep;
+         ++saves) {
+      Save(idle_head_, SaveReason::kIdle);
+    }
+  }
+  std::vector<Session*> settled;
+  for (const auto& [session, unused] : saving_) {
+    if (session->pending->outcome.load(std::memory_order_acquire) != 0) settled.push_back(session);
+  }
+  for (Session* session : settled) {
+    if (session->pending->outcome.load(std::memory_order_acquire) == 1) {
+      Remove(session);  // in the store now
+    } else {
+      // The store refused (full, failing): the session stays in memory rather than be lost.
+      metrics_.session_save_failures.Add();
+      Resume(session);
+    }
+  }
+  if (io_.shard_id() == 0) PurgeStep();
+  // Often enough that a session is saved within a quarter of its idle time, at most once a
+  // second, at least every 10 ms.
+  const absl::Duration period = std::clamp(options_.idle_save_after / 4, absl::Milliseconds(10),
+                                           absl::Seconds(1));
+  sweep_timer_ = io_.timers().Schedule(
+      now + std::chrono::microseconds(absl::ToInt64Microseconds(period)), [this] {
+        sweep_timer_ = net::TimerWheel::kNoTimer;
+        Sweep();
+      });
+}
+
+void DtlsServer::PurgeStep() {
+  // A few hundred stored sessions per sweep: a million are visited in under an hour at a
+  // cost of microseconds per sweep.
+  constexpr int kVisitsPerStep = 256;
+  int visited = 0;
+  std::string last;
+  const absl::Time now = absl::Now();
+  store::WriteBatch forget;
+  absl::Status status = options_.session_store->Scan(
+      store::Table::kDtlsSessions, "s", purge_after_,
+      [&](std::string_view key, std::string_view value) {
+        last = std::string(key);
+        absl::StatusOr<SavedSession> saved = DecodeSavedSession(value);
+        if (!saved.ok() || now - saved->saved_at > options_.saved_max_age) {
+          net::PeerAddress address;
+          if (saved.ok()) {
+            absl::StatusOr<std::optional<std::string>> id = options_.session_store->Get(
+                store::Table::kDtlsSessions, AddressKey(saved->peer));
+            if (id.ok() && id->has_value() &&
+                ConnectionIdOfAddressValue(**id) == saved->connection_id) {
+              address = saved->peer;
+            }
+          }
+          if (saved.ok()) {
+            AddForget(forget, saved->connection_id, address);
+          } else {
+            forget.Delete(store::Table::kDtlsSessions, key);
+          }
+          metrics_.sessions_expired.Add();
+        }
+        return ++visited < kVisitsPerStep;
+      });
+  // Round again from the start once the end is reached.
+  purge_after_ = (status.ok() && visited == kVisitsPerStep) ? last : std::string();
+  if (!forget.empty()) options_.session_store->Submit(std::move(forget), [](absl::Status) {});
+}
+
+void DtlsServer::SaveAll() {
+  if (options_.session_store == nullptr) return;
+  std::vector<Session*> established;
+  for (const auto& [raw, session] : sessions_) {
+    if (raw->established && raw->pending == nullptr) established.push_back(raw);
+  }
+  for (Session* session : established) Save(session, SaveReason::kShutdown);
 }
 
 const PeerIdentity* DtlsServer::FindIdentity(const net::PeerAddress& peer) const {

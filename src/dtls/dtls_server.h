@@ -18,6 +18,14 @@
 // decrypted, and only once it authenticates does the session move to that address
 // (RFC 9146 §6): a NAT rebinding needs no new handshake.
 //
+// Sessions outlive memory and restarts (DtlsOptions::session_store): an established session
+// idle for idle_save_after is serialised (mbedtls_ssl_context_save, ~230 bytes) into the
+// store and its memory (~7 KiB) freed; the peer's next record, or a message the server
+// sends it, restores it (mbedtls_ssl_context_load) without a handshake. Every session is
+// saved when the server is destroyed, so after a restart devices go on with their sessions.
+// Restoring is lazy (a load re-derives the keys, ~17 µs): never all at start. See
+// saved_session.h for the store layout.
+//
 // Threads: everything runs on the shard thread. Each shard has its own mbedTLS
 // configuration, random generator and cookie key (mbedTLS is built without threading).
 
@@ -37,8 +45,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "dtls/dtls_metrics.h"
+#include "dtls/saved_session.h"
 #include "net/peer_address.h"
 #include "net/shard.h"
+#include "store/store.h"
 
 struct mbedtls_ssl_context;
 
@@ -64,6 +74,13 @@ struct DtlsOptions {
   // Sessions (handshaking or established) a shard holds; ClientHellos beyond are dropped.
   size_t max_sessions = 1 << 20;
   PskLookup psk_lookup;  // required
+  // Where idle sessions and, at shutdown, all sessions are saved; null: sessions live in
+  // memory only and die with the server.
+  store::Store* session_store = nullptr;
+  // An established session idle this long is saved and freed (zero: only at shutdown).
+  absl::Duration idle_save_after = absl::Seconds(60);
+  // A saved session not resumed within this long is forgotten.
+  absl::Duration saved_max_age = absl::Hours(24 * 14);
 };
 
 // The suites LwM2M names (Transport TS 1.1.1 §5.2.8.x: PSK CCM_8 and ECDHE-ECDSA CCM_8
@@ -72,13 +89,6 @@ extern const std::vector<std::string> kDefaultCiphersuites;
 
 // Checks options before any shard starts: every suite name known to this mbedTLS build.
 absl::Status ValidateOptions(const DtlsOptions& options);
-
-// Who the peer of an established session proved to be.
-struct PeerIdentity {
-  std::string psk_identity;
-  std::string endpoint;  // the endpoint its credential belongs to
-  std::string ciphersuite;
-};
 
 class DtlsServer {
  public:
@@ -90,6 +100,7 @@ class DtlsServer {
                                                             const DtlsOptions& options,
                                                             DtlsMetrics& metrics,
                                                             Deliver deliver);
+  // Saves every established session (see SaveAll).
   ~DtlsServer();
   DtlsServer(const DtlsServer&) = delete;
   DtlsServer& operator=(const DtlsServer&) = delete;
@@ -101,7 +112,11 @@ class DtlsServer {
   bool Send(int listener, const net::PeerAddress& to, std::span<const uint8_t> plaintext);
   // The identity behind an established session with peer, if any.
   const PeerIdentity* FindIdentity(const net::PeerAddress& peer) const;
+  // Sessions in memory (handshaking, established, or being saved).
   size_t session_count() const { return sessions_.size(); }
+  // Saves every established session to the session store and frees it (shutdown). Sessions
+  // that cannot be saved yet (the client has sent nothing since its Finished) are dropped.
+  void SaveAll();
 
  private:
   struct Session;
@@ -118,6 +133,25 @@ class DtlsServer {
   void Fail(Session* session, int error);
   void Remove(Session* session);
   uint64_t NewConnectionId();
+
+  // Session memory and the store.
+  bool SetUpContext(Session* session);
+  void Touch(Session* session);
+  void Unlink(Session* session);
+  enum class SaveReason { kIdle, kShutdown };
+  void Save(Session* session, SaveReason reason);
+  // Brings a session whose save is in flight back into use; false (session removed) when its
+  // context does not load.
+  bool Resume(Session* session);
+  // The stored session with this connection id, or the one last seen at this address,
+  // restored into memory on the given listener; null when there is none (or it aged out).
+  Session* RestoreById(uint64_t connection_id, int listener);
+  Session* RestoreByAddress(const net::PeerAddress& peer, int listener);
+  Session* Restore(std::string_view stored, int listener, bool address_key_is_ours);
+  // The session for a record or a send: in memory (resumed if being saved) or restored.
+  Session* Find(const net::ReceivedDatagram& datagram);
+  void Sweep();
+  void PurgeStep();
 
   // mbedTLS callbacks.
   static int BioSend(void* context, const unsigned char* bytes, size_t length);
@@ -148,6 +182,15 @@ class DtlsServer {
   absl::flat_hash_map<Session*, std::unique_ptr<Session>> sessions_;
   uint64_t next_connection_id_ = 0;
   std::array<uint8_t, 2048> plaintext_{};
+
+  // Established sessions, least recently active first (intrusive links in Session).
+  Session* idle_head_ = nullptr;
+  Session* idle_tail_ = nullptr;
+  // Sessions whose save is on its way to the store (their contexts already freed).
+  absl::flat_hash_map<Session*, bool> saving_;
+  net::TimerWheel::Id sweep_timer_ = net::TimerWheel::kNoTimer;
+  // Where the purge of aged-out saved sessions goes on (shard 0 only).
+  std::string purge_after_;
 };
 
 }  // namespace lwm2md::dtls

@@ -89,6 +89,11 @@ class ShardCoap final : public net::DatagramHandler {
     if (!io_.IsDtls(datagram.listener)) return layer_.OnDatagram(datagram);
     if (dtls_ != nullptr) dtls_->OnDatagram(datagram);
   }
+  // Phase two of shutdown: every DTLS session goes to the store, for the next start to go on
+  // with.
+  void OnStop() override {
+    if (dtls_ != nullptr) dtls_->SaveAll();
+  }
   // A CoAP message another shard received for one of this shard's exchanges: already in the
   // clear.
   void OnForwarded(const net::ReceivedDatagram& datagram) { layer_.OnDatagram(datagram); }

@@ -74,6 +74,8 @@ constexpr absl::string_view kKnownKeys[] = {
     "dtls.handshake_timeout_min_ms",
     "dtls.handshake_timeout_max_ms",
     "dtls.max_sessions_per_shard",
+    "dtls.session_idle_save_s",
+    "dtls.saved_session_max_age_s",
     "billing.flush_interval_ms",
     "billing.endpoint_metrics",
 };
@@ -572,6 +574,9 @@ Config ReadConfig(Reader& reader) {
                      &config.dtls.handshake_timeout_max_ms);
   reader.ReadInteger("dtls.max_sessions_per_shard", 1, 1 << 26,
                      &config.dtls.max_sessions_per_shard);
+  reader.ReadInteger("dtls.session_idle_save_s", 0, 31536000, &config.dtls.session_idle_save_s);
+  reader.ReadInteger("dtls.saved_session_max_age_s", 60, 315360000,
+                     &config.dtls.saved_session_max_age_s);
   reader.ReadInteger("billing.flush_interval_ms", 100, 3600000, &config.billing.flush_interval_ms);
   reader.ReadBool("billing.endpoint_metrics", &config.billing.endpoint_metrics);
   return config;

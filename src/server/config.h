@@ -93,6 +93,11 @@ struct Config {
     uint32_t handshake_timeout_min_ms = 1000;
     uint32_t handshake_timeout_max_ms = 60000;
     uint32_t max_sessions_per_shard = 1048576;
+    // An established session idle this long is saved to the store and its memory freed; the
+    // peer's next record restores it (0: sessions stay in memory until shutdown).
+    uint32_t session_idle_save_s = 60;
+    // A saved session not resumed within this long is forgotten (the device handshakes again).
+    uint32_t saved_session_max_age_s = 1209600;
     bool operator==(const Dtls&) const = default;
   } dtls;
 

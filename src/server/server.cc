@@ -78,8 +78,10 @@ lwm2m::AdmissionPolicy MakeAdmissionPolicy(const lwm2m::EndpointConfigStore* end
 // The [dtls] section, and PSK credentials from the endpoint configurations: an identity
 // names an endpoint whose security mode is "psk" (EndpointConfigStore keeps the identity
 // index unique).
+// Sessions are saved in the store when idle and at shutdown.
 absl::StatusOr<dtls::DtlsOptions> ToDtlsOptions(const Config& config,
-                                                const lwm2m::EndpointConfigStore* endpoints) {
+                                                const lwm2m::EndpointConfigStore* endpoints,
+                                                store::Store* store) {
   dtls::DtlsOptions options;
   for (absl::string_view name : absl::StrSplit(config.dtls.ciphersuites, ',', absl::SkipWhitespace())) {
     options.ciphersuites.emplace_back(absl::StripAsciiWhitespace(name));
@@ -87,6 +89,9 @@ absl::StatusOr<dtls::DtlsOptions> ToDtlsOptions(const Config& config,
   options.handshake_timeout_min = absl::Milliseconds(config.dtls.handshake_timeout_min_ms);
   options.handshake_timeout_max = absl::Milliseconds(config.dtls.handshake_timeout_max_ms);
   options.max_sessions = config.dtls.max_sessions_per_shard;
+  options.session_store = store;
+  options.idle_save_after = absl::Seconds(config.dtls.session_idle_save_s);
+  options.saved_max_age = absl::Seconds(config.dtls.saved_session_max_age_s);
   options.psk_lookup = [endpoints](std::string_view identity) -> std::optional<dtls::PskCredential> {
     absl::StatusOr<std::optional<std::string>> name = endpoints->FindNameByPskIdentity(identity);
     if (!name.ok() || !name->has_value()) return std::nullopt;
@@ -221,7 +226,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
   server->coap_ = std::make_unique<CoapWiring>(coap_config, server->registrations_.get(),
                                                server->management_.get());
   if (config.dtls.enabled) {
-    absl::StatusOr<dtls::DtlsOptions> dtls = ToDtlsOptions(config, server->endpoints_.get());
+    absl::StatusOr<dtls::DtlsOptions> dtls = ToDtlsOptions(config, server->endpoints_.get(), server->store_.get());
     if (!dtls.ok()) return dtls.status();
     const net::ShardGroupOptions group_options = ToShardGroupOptions(config);
     std::vector<bool> dtls_listeners;

@@ -285,8 +285,20 @@ void AddDtlsMetrics(metrics::Registry& registry, std::vector<const dtls::DtlsMet
        metrics::Type::kCounter, &Metrics::rebinds},
       {"lwm2md_dtls_closed_total", "Sessions the peer closed (close_notify).",
        metrics::Type::kCounter, &Metrics::closed},
-      {"lwm2md_dtls_sessions", "DTLS sessions held (handshaking or established).",
+      {"lwm2md_dtls_sessions", "DTLS sessions held in memory (handshaking or established).",
        metrics::Type::kGauge, &Metrics::sessions},
+      {"lwm2md_dtls_sessions_restored_total",
+       "Saved DTLS sessions brought back by a record or a message to the device.",
+       metrics::Type::kCounter, &Metrics::sessions_restored},
+      {"lwm2md_dtls_sessions_unsaveable_total",
+       "Idle sessions dropped because the client had sent nothing since the handshake.",
+       metrics::Type::kCounter, &Metrics::sessions_unsaveable},
+      {"lwm2md_dtls_sessions_expired_total",
+       "Saved DTLS sessions forgotten: older than dtls.saved_session_max_age_s, or unreadable.",
+       metrics::Type::kCounter, &Metrics::sessions_expired},
+      {"lwm2md_dtls_session_save_failures_total",
+       "Idle sessions the store refused to save (kept in memory).", metrics::Type::kCounter,
+       &Metrics::session_save_failures},
   };
   AddShardFamilies(registry, probes, kFamilies);
   auto by_reason = [probes](auto counters, int count, auto name) {
@@ -308,6 +320,18 @@ void AddDtlsMetrics(metrics::Registry& registry, std::vector<const dtls::DtlsMet
        by_reason(&Metrics::handshake_failures, Metrics::kFailureCount, [](int r) {
          return Metrics::FailureName(static_cast<Metrics::Failure>(r));
        })});
+  registry.AddCallbackFamily(
+      {"lwm2md_dtls_sessions_saved_total",
+       "DTLS sessions saved to the store and freed, by reason (idle, shutdown).",
+       metrics::Type::kCounter, [probes](metrics::SampleWriter& out) {
+         for (size_t s = 0; s < probes.size(); ++s) {
+           const std::string shard = absl::StrCat(s);
+           out.Add({{"shard", shard}, {"reason", "idle"}},
+                   static_cast<double>(probes[s]->sessions_saved_idle.Value()));
+           out.Add({{"shard", shard}, {"reason", "shutdown"}},
+                   static_cast<double>(probes[s]->sessions_saved_shutdown.Value()));
+         }
+       }});
   registry.AddCallbackFamily(
       {"lwm2md_dtls_dropped_total", "Datagrams dropped before reaching CoAP, by reason.",
        metrics::Type::kCounter, by_reason(&Metrics::dropped, Metrics::kDropCount, [](int r) {

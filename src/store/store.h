@@ -33,7 +33,7 @@ enum class Table : uint8_t {
   kObjects,        // "oid:version" → custom object definition (OMA XML)
   kLastKnown,      // endpoint name \0 path → value with update time
   kObservations,   // endpoint name \0 token → observation
-  kDtlsSessions,   // endpoint / peer → serialised DTLS session
+  kDtlsSessions,   // connection id / peer address → saved DTLS session (dtls/saved_session.h)
   kCounters,       // billable counters
   kInventory,      // firmware files
   kRequests,       // device requests accepted but not finished (queued or in flight)

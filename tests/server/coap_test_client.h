@@ -39,17 +39,8 @@ struct ServerRequest {
 
 class Client {
  public:
-  explicit Client(uint16_t server_port) : port_(server_port) {
-    fd_ = socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in local{};
-    local.sin_family = AF_INET;
-    local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local));
-    socklen_t length = sizeof(local);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &length);
-    local_port_ = ntohs(local.sin_port);
-  }
-  ~Client() { close(fd_); }
+  explicit Client(uint16_t server_port) : port_(server_port) { Open(); }
+  virtual ~Client() { close(fd_); }
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
@@ -132,8 +123,17 @@ class Client {
     if (!bytes.empty()) Send(bytes);
   }
 
- private:
-  void Send(std::span<const uint8_t> bytes) {
+ protected:
+  // One CoAP message out, and one datagram in within 100 ms (its size; 0 for none): what a
+  // client over DTLS replaces (dtls_test_client.h).
+  virtual void Send(std::span<const uint8_t> bytes) { SendDatagram(bytes); }
+  virtual size_t ReceiveDatagram(uint8_t (&in)[2048]) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) return 0;
+    ssize_t n = recv(fd_, in, sizeof(in), 0);
+    return n > 0 ? static_cast<size_t>(n) : 0;
+  }
+  void SendDatagram(std::span<const uint8_t> bytes) {
     sockaddr_in to{};
     to.sin_family = AF_INET;
     to.sin_port = htons(port_);
@@ -144,14 +144,32 @@ class Client {
     uint8_t ack[4];
     Send(coap::BuildEmpty(coap::Type::kAcknowledgement, message_id, ack));
   }
+  // Moves to a new socket, hence a new source port (a NAT rebinding as the server sees it).
+  void Reopen() {
+    close(fd_);
+    Open();
+  }
+
+  int fd_ = -1;
+  uint16_t port_;
+  uint16_t local_port_ = 0;
+
+ private:
+  void Open() {
+    fd_ = socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local));
+    socklen_t length = sizeof(local);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &length);
+    local_port_ = ntohs(local.sin_port);
+  }
   // One datagram within 100 ms, parsed into *m (which views in).
   bool Receive(uint8_t (&in)[2048], coap::MessageView* m) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, 100) <= 0) return false;
-    ssize_t n = recv(fd_, in, sizeof(in), 0);
-    if (n <= 0) return false;
-    return coap::MessageView::Parse(std::span<const uint8_t>(in, static_cast<size_t>(n)), m) ==
-           coap::ParseError::kOk;
+    const size_t n = ReceiveDatagram(in);
+    if (n == 0) return false;
+    return coap::MessageView::Parse(std::span<const uint8_t>(in, n), m) == coap::ParseError::kOk;
   }
   static ServerRequest ToServerRequest(const coap::MessageView& m) {
     ServerRequest request;
@@ -172,9 +190,6 @@ class Client {
     return request;
   }
 
-  int fd_ = -1;
-  uint16_t port_;
-  uint16_t local_port_ = 0;
   uint16_t mid_ = 0x1000;
   std::vector<ServerRequest> server_requests_;
 };

@@ -21,32 +21,13 @@
 #include "lwm2m/event_bus.h"
 #include "server/config.h"
 #include "server/server.h"
+#include "server_test_util.h"
 
 namespace lwm2md::server {
 namespace {
 
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
-
-// The outcome of one submitted call, waited for by the test thread.
-struct CallResult {
-  absl::Mutex mutex;
-  std::optional<lwm2m::Submission> submission;
-  std::optional<lwm2m::ActionOutcome> outcome;
-
-  std::optional<lwm2m::ActionOutcome> Wait(absl::Duration wait) {
-    absl::MutexLock lock(&mutex);
-    auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mutex) { return outcome.has_value(); };
-    mutex.AwaitWithTimeout(absl::Condition(&done), wait);
-    return outcome;
-  }
-  std::optional<lwm2m::Submission> WaitAccepted(absl::Duration wait) {
-    absl::MutexLock lock(&mutex);
-    auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mutex) { return submission.has_value(); };
-    mutex.AwaitWithTimeout(absl::Condition(&done), wait);
-    return submission;
-  }
-};
 
 class DeviceManagementTest : public ::testing::Test {
  protected:
@@ -78,21 +59,7 @@ class DeviceManagementTest : public ::testing::Test {
 
   std::shared_ptr<CallResult> Submit(lwm2m::ActionKind kind, const std::string& endpoint,
                                      const std::string& body) {
-    absl::StatusOr<lwm2m::ActionRequest> request =
-        lwm2m::ParseActionRequest(kind, endpoint, body);
-    EXPECT_TRUE(request.ok()) << request.status();
-    auto result = std::make_shared<CallResult>();
-    server_->management().Submit(
-        *std::move(request),
-        [result](lwm2m::Submission submission) {
-          absl::MutexLock lock(&result->mutex);
-          result->submission = std::move(submission);
-        },
-        [result](lwm2m::ActionOutcome outcome) {
-          absl::MutexLock lock(&result->mutex);
-          result->outcome = std::move(outcome);
-        });
-    return result;
+    return SubmitAction(*server_, kind, endpoint, body);
   }
 
   std::optional<lwm2m::Event> NextEvent(std::string_view type) {
