@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "api/certificate_routes.h"
 #include "api/route_util.h"
 #include "api/routes.h"
 #include "base/log.h"
@@ -238,6 +239,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
     AddSettingsRoutes(server, *services.endpoints);
   }
   if (services.billing != nullptr) AddBillingRoutes(server, *services.billing);
+  if (services.ca_certificates != nullptr) AddCertificateRoutes(server, *services.ca_certificates);
   if (services.management != nullptr && services.objects != nullptr && services.store != nullptr) {
     AddActionRoutes(server, *services.management, *services.objects, *services.store);
   }

@@ -33,6 +33,10 @@ namespace lwm2md::store {
 class Store;
 }  // namespace lwm2md::store
 
+namespace lwm2md::dtls {
+class CaStore;
+}  // namespace lwm2md::dtls
+
 namespace lwm2md::api {
 
 struct HttpServerOptions {
@@ -70,6 +74,8 @@ struct HttpServices {
   // both need objects too).
   lwm2m::ManagementHub* management = nullptr;
   const store::Store* store = nullptr;
+  // /api/v1/certificates/ca (CA mode's trust anchors).
+  dtls::CaStore* ca_certificates = nullptr;
 };
 
 class HttpServer {

@@ -16,8 +16,11 @@ struct DtlsMetrics {
     kBadCredentials,   // the peer's Finished did not verify: wrong key
     kTimeout,          // the peer stopped answering (handshake timeout)
     kProtocol,         // anything else the handshake refused
+    kBadCertificate,   // a client certificate refused: unknown thumbprint, not signed by an
+                       // uploaded CA, expired or not yet valid, none sent, or its name is an
+                       // endpoint with a credential of its own
   };
-  static constexpr int kFailureCount = 4;
+  static constexpr int kFailureCount = 5;
   static std::string_view FailureName(Failure failure);
 
   // Why a datagram was dropped before reaching CoAP.

@@ -1,8 +1,11 @@
 #include "dtls/dtls_server.h"
 
 #include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecp.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/rsa.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ciphersuites.h>
 #include <mbedtls/ssl_cookie.h>
@@ -40,6 +43,7 @@ std::string_view DtlsMetrics::FailureName(Failure failure) {
     case Failure::kBadCredentials: return "bad_credentials";
     case Failure::kTimeout: return "timeout";
     case Failure::kProtocol: return "protocol";
+    case Failure::kBadCertificate: return "bad_certificate";
   }
   return "protocol";
 }
@@ -132,6 +136,8 @@ struct DtlsServer::Session {
   bool connection_id_used = false;  // the client took our id: indexed by it
   bool established = false;
   PeerIdentity identity;
+  // The client certificate check of the handshake (certificate suites).
+  ShardCertificates::Verification verification;
   net::TimerWheel::Id timer = net::TimerWheel::kNoTimer;
   bool timer_armed = false;
   net::TimePoint intermediate_at{};
@@ -220,6 +226,11 @@ absl::Status DtlsServer::Init() {
   mbedtls_ssl_conf_dtls_cookies(&m.config, mbedtls_ssl_cookie_write, mbedtls_ssl_cookie_check,
                                 &m.cookies);
   mbedtls_ssl_conf_psk_cb(&m.config, &DtlsServer::OnPskIdentity, this);
+  absl::StatusOr<std::unique_ptr<ShardCertificates>> certificates =
+      ShardCertificates::Create(options_.certificates, mbedtls_ctr_drbg_random, &m.random);
+  if (!certificates.ok()) return certificates.status();
+  certificates_ = *std::move(certificates);
+  if (absl::Status status = certificates_->Configure(m.config); !status.ok()) return status;
   mbedtls_ssl_conf_handshake_timeout(
       &m.config, static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.handshake_timeout_min)),
       static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.handshake_timeout_max)));
@@ -262,6 +273,7 @@ bool DtlsServer::SetUpContext(Session* session) {
   mbedtls_ssl_set_bio(&session->ssl, session, &DtlsServer::BioSend, &DtlsServer::BioReceive,
                       nullptr);
   mbedtls_ssl_set_timer_cb(&session->ssl, session, &DtlsServer::SetTimer, &DtlsServer::GetTimer);
+  certificates_->Attach(session->ssl, session->verification);
   return true;
 }
 
@@ -288,7 +300,13 @@ void DtlsServer::OnDatagram(const net::ReceivedDatagram& datagram) {
   // session in memory, a ClientHello never resumes a saved one.
   Session* session = nullptr;
   if (IsClientHello(bytes)) {
-    if (auto it = by_address_.find(datagram.peer); it != by_address_.end()) session = it->second;
+    // Only the session that is at this address now, on this listener: an address a session
+    // moved away from (RFC 9146) may belong to another device by now.
+    if (auto it = by_address_.find(datagram.peer);
+        it != by_address_.end() && it->second->peer == datagram.peer &&
+        it->second->listener == datagram.listener) {
+      session = it->second;
+    }
     if (session != nullptr && session->pending != nullptr && !Resume(session)) session = nullptr;
     if (session == nullptr) return OnClientHello(datagram);
   } else {
@@ -315,6 +333,7 @@ void DtlsServer::OnClientHello(const net::ReceivedDatagram& datagram) {
   hello->listener = datagram.listener;
   hello->peer = datagram.peer;
   hello->identity = PeerIdentity{};
+  hello->verification.Reset();
   const std::string transport_id = TransportId(datagram.peer);
   mbedtls_ssl_set_client_transport_id(&hello->ssl,
                                       reinterpret_cast<const unsigned char*>(transport_id.data()),
@@ -350,8 +369,15 @@ void DtlsServer::OnClientHello(const net::ReceivedDatagram& datagram) {
   std::unique_ptr<Session> session = std::exchange(hello_, std::move(next));
   Session* raw = session.get();
   metrics_.handshakes_started.Add();
-  // A new handshake from an address that had a session replaces it (the client restarted).
-  if (auto old = by_address_.find(raw->peer); old != by_address_.end()) Remove(old->second);
+  // Its first flight went out from the stateless context, which never waits: the
+  // retransmission timer starts now.
+  if (raw->timer_armed) ScheduleTimer(raw);
+  // A new handshake from the address of a session replaces it (the client restarted). An
+  // address a session only moved away from is just handed over.
+  if (auto old = by_address_.find(raw->peer);
+      old != by_address_.end() && old->second->peer == raw->peer) {
+    Remove(old->second);
+  }
   raw->addresses.push_back(raw->peer);
   by_address_[raw->peer] = raw;
   sessions_[raw] = std::move(session);
@@ -405,6 +431,7 @@ bool DtlsServer::Drive(Session* session, const net::PeerAddress& from) {
       session->connection_id_used = false;
       session->established = false;
       session->identity = PeerIdentity{};
+      session->verification.Reset();
       metrics_.handshakes_started.Add();
       return Drive(session, from);
     }
@@ -417,6 +444,14 @@ void DtlsServer::OnEstablished(Session* session) {
   session->established = true;
   metrics_.handshakes_completed.Add();
   session->identity.ciphersuite = mbedtls_ssl_get_ciphersuite(&session->ssl);
+  if (const std::optional<CertificateIdentity>& certificate = session->verification.identity()) {
+    session->identity.authentication = certificate->via_ca
+                                           ? Authentication::kCertificateCa
+                                           : Authentication::kCertificateThumbprint;
+    session->identity.certificate_thumbprint = certificate->thumbprint;
+    session->identity.certificate_name = certificate->name;
+    session->identity.endpoint = certificate->endpoint;
+  }
   int enabled = MBEDTLS_SSL_CID_DISABLED;
   unsigned char peer_cid[MBEDTLS_SSL_CID_OUT_LEN_MAX];
   size_t peer_cid_length = 0;
@@ -426,9 +461,15 @@ void DtlsServer::OnEstablished(Session* session) {
     by_connection_id_[session->connection_id] = session;
   }
   Touch(session);
-  LWM2MD_LOG(kDebug, "dtls: %s established (%s, identity \"%s\", connection id %s)",
-             session->peer.ToString(), session->identity.ciphersuite,
-             session->identity.psk_identity, session->connection_id_used ? "yes" : "no");
+  LWM2MD_LOG(kDebug, "dtls: %s established (%s, endpoint \"%s\" by %s, connection id %s)",
+             session->peer.ToString(), session->identity.ciphersuite, session->identity.endpoint,
+             session->identity.authentication == Authentication::kPsk
+                 ? absl::StrCat("PSK identity \"", session->identity.psk_identity, "\"")
+                 : absl::StrCat(session->identity.authentication == Authentication::kCertificateCa
+                                    ? "CA-signed certificate "
+                                    : "certificate ",
+                                session->identity.certificate_thumbprint),
+             session->connection_id_used ? "yes" : "no");
 }
 
 void DtlsServer::Fail(Session* session, int error) {
@@ -438,15 +479,28 @@ void DtlsServer::Fail(Session* session, int error) {
       failure = DtlsMetrics::Failure::kTimeout;
     } else if (error == MBEDTLS_ERR_SSL_UNKNOWN_IDENTITY) {
       failure = DtlsMetrics::Failure::kUnknownIdentity;
+    } else if (!session->verification.refusal().empty() ||
+               error == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED ||
+               error == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE ||
+               error == MBEDTLS_ERR_SSL_BAD_CERTIFICATE) {
+      failure = DtlsMetrics::Failure::kBadCertificate;
     } else if (error == MBEDTLS_ERR_SSL_INVALID_MAC || error == MBEDTLS_ERR_SSL_DECODE_ERROR ||
-               error == MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE) {
-      // A wrong key shows as a Finished that does not decrypt or does not verify.
+               error == MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE ||
+               error == MBEDTLS_ERR_ECP_VERIFY_FAILED || error == MBEDTLS_ERR_RSA_VERIFY_FAILED ||
+               error == MBEDTLS_ERR_PK_SIG_LEN_MISMATCH) {
+      // A wrong key shows as a Finished that does not decrypt or does not verify (PSK), or
+      // as a CertificateVerify signed with a key that is not the certificate's.
       failure = DtlsMetrics::Failure::kBadCredentials;
     }
     metrics_.handshake_failures[static_cast<int>(failure)].Add();
   }
-  LWM2MD_LOG(kDebug, "dtls: %s %s: %s", session->peer.ToString(),
-             session->established ? "session ended" : "handshake failed", ErrorText(error));
+  if (!session->established && !session->verification.refusal().empty()) {
+    LWM2MD_LOG(kDebug, "dtls: %s handshake failed: %s", session->peer.ToString(),
+               session->verification.refusal());
+  } else {
+    LWM2MD_LOG(kDebug, "dtls: %s %s: %s", session->peer.ToString(),
+               session->established ? "session ended" : "handshake failed", ErrorText(error));
+  }
   Remove(session);
 }
 
@@ -812,13 +866,19 @@ void DtlsServer::SetTimer(void* context, uint32_t intermediate_ms, uint32_t fina
   const net::TimePoint now = server->io_.Now();
   session->intermediate_at = now + std::chrono::milliseconds(intermediate_ms);
   session->final_at = now + std::chrono::milliseconds(final_ms);
-  if (session == server->hello_.get()) return;  // the stateless context never waits
-  session->timer = server->io_.timers().Schedule(session->final_at, [server, session] {
+  // The stateless context never waits; once promoted to a session it schedules what mbedTLS
+  // asked for here (OnClientHello).
+  if (session == server->hello_.get()) return;
+  server->ScheduleTimer(session);
+}
+
+void DtlsServer::ScheduleTimer(Session* session) {
+  session->timer = io_.timers().Schedule(session->final_at, [this, session] {
     session->timer = net::TimerWheel::kNoTimer;
     // The handshake retransmits its last flight, or ends with MBEDTLS_ERR_SSL_TIMEOUT.
-    server->input_ = {};
-    server->input_taken_ = true;
-    server->Drive(session, session->peer);
+    input_ = {};
+    input_taken_ = true;
+    Drive(session, session->peer);
   });
 }
 

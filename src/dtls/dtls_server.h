@@ -26,6 +26,11 @@
 // Restoring is lazy (a load re-derives the keys, ~17 µs): never all at start. See
 // saved_session.h for the store layout.
 //
+// Certificates (DtlsOptions::certificates, certificates.h): the server's own chain serves
+// the ECDHE suites; a client in such a suite must send a certificate, which the shard's
+// ShardCertificates accepts by its thumbprint or by an uploaded CA, or refuses (counted as
+// bad_certificate). PSK suites never ask for one.
+//
 // Threads: everything runs on the shard thread. Each shard has its own mbedTLS
 // configuration, random generator and cookie key (mbedTLS is built without threading).
 
@@ -44,6 +49,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "dtls/certificates.h"
 #include "dtls/dtls_metrics.h"
 #include "dtls/saved_session.h"
 #include "net/peer_address.h"
@@ -81,6 +87,9 @@ struct DtlsOptions {
   absl::Duration idle_save_after = absl::Seconds(60);
   // A saved session not resumed within this long is forgotten.
   absl::Duration saved_max_age = absl::Hours(24 * 14);
+  // The server's certificate and how client certificates are judged; without a server
+  // certificate only PSK suites are served.
+  CertificateOptions certificates;
 };
 
 // The suites LwM2M names (Transport TS 1.1.1 §5.2.8.x: PSK CCM_8 and ECDHE-ECDSA CCM_8
@@ -156,6 +165,7 @@ class DtlsServer {
   // mbedTLS callbacks.
   static int BioSend(void* context, const unsigned char* bytes, size_t length);
   static int BioReceive(void* context, unsigned char* bytes, size_t length);
+  void ScheduleTimer(Session* session);  // at session->final_at
   static void SetTimer(void* context, uint32_t intermediate_ms, uint32_t final_ms);
   static int GetTimer(void* context);
   static int OnPskIdentity(void* context, mbedtls_ssl_context* ssl,
@@ -167,6 +177,9 @@ class DtlsServer {
   Deliver deliver_;
   struct MbedState;  // entropy, random generator, cookie key, configuration
   std::unique_ptr<MbedState> mbed_;
+  // The server's certificate and the client certificate checks; the configuration points
+  // into it.
+  std::unique_ptr<ShardCertificates> certificates_;
   std::vector<int> ciphersuite_ids_;  // zero-terminated, referenced by the configuration
 
   // The datagram being handled: what BioReceive returns, once.

@@ -18,6 +18,9 @@ enum Tag : uint8_t {
   kCiphersuite = 6,
   kSavedAt = 7,  // 8 bytes: microseconds since the Unix epoch, big endian
   kContext = 8,  // mbedtls_ssl_context_save
+  kAuthentication = 9,  // 1 byte: Authentication (absent: kPsk)
+  kCertificateThumbprint = 10,
+  kCertificateName = 11,
 };
 
 void PutUint64(std::string& out, uint64_t value) {
@@ -71,6 +74,12 @@ std::string EncodeSavedSession(const SavedSession& session) {
   PutUint64(saved_at, static_cast<uint64_t>(absl::ToUnixMicros(session.saved_at)));
   PutField(out, kSavedAt, saved_at);
   PutField(out, kContext, session.context);
+  if (session.identity.authentication != Authentication::kPsk) {
+    const char authentication = static_cast<char>(session.identity.authentication);
+    PutField(out, kAuthentication, std::string_view(&authentication, 1));
+    PutField(out, kCertificateThumbprint, session.identity.certificate_thumbprint);
+    PutField(out, kCertificateName, session.identity.certificate_name);
+  }
   return out;
 }
 
@@ -111,6 +120,17 @@ absl::StatusOr<SavedSession> DecodeSavedSession(std::string_view bytes) {
       case kPskIdentity: session.identity.psk_identity = std::string(value); break;
       case kEndpoint: session.identity.endpoint = std::string(value); break;
       case kCiphersuite: session.identity.ciphersuite = std::string(value); break;
+      case kAuthentication:
+        if (value.size() != 1 || static_cast<uint8_t>(value[0]) >
+                                     static_cast<uint8_t>(Authentication::kCertificateCa)) {
+          return absl::DataLossError("saved DTLS session: bad authentication");
+        }
+        session.identity.authentication = static_cast<Authentication>(value[0]);
+        break;
+      case kCertificateThumbprint:
+        session.identity.certificate_thumbprint = std::string(value);
+        break;
+      case kCertificateName: session.identity.certificate_name = std::string(value); break;
       case kSavedAt:
         if (value.size() != 8) return absl::DataLossError("saved DTLS session: bad time");
         session.saved_at = absl::FromUnixMicros(static_cast<int64_t>(GetUint64(value)));

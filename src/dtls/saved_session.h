@@ -24,9 +24,21 @@
 
 namespace lwm2md::dtls {
 
+// How the peer of a session proved who it is.
+enum class Authentication : uint8_t {
+  kPsk,                    // a PSK identity and its key
+  kCertificateThumbprint,  // a certificate whose thumbprint an "x509" endpoint has
+  kCertificateCa,          // a certificate signed by an uploaded CA, naming its endpoint
+};
+
 // Who the peer of an established session proved to be.
 struct PeerIdentity {
+  Authentication authentication = Authentication::kPsk;
   std::string psk_identity;
+  // Certificate suites: the client certificate's SHA-256 thumbprint and the endpoint name
+  // it carries (dtls::CertificateEndpointName; may be empty in thumbprint mode).
+  std::string certificate_thumbprint;
+  std::string certificate_name;
   std::string endpoint;  // the endpoint its credential belongs to
   std::string ciphersuite;
 };
@@ -40,6 +52,10 @@ struct SavedSession {
   std::string context;  // mbedtls_ssl_context_save
 };
 
+// The shard a connection id names (its first byte; see DtlsServer).
+inline int ShardOfConnectionId(uint64_t connection_id) {
+  return static_cast<int>(connection_id >> 56);
+}
 std::string SessionKey(uint64_t connection_id);
 std::string AddressKey(const net::PeerAddress& peer);
 // The 8 bytes an address key maps to; nullopt when value is not one.

@@ -32,12 +32,29 @@ std::string Cat(const Args&... args) {
 
 constexpr std::string_view kEndpointPrefix = "ep/";
 constexpr std::string_view kPskPrefix = "psk/";
+constexpr std::string_view kThumbprintPrefix = "x509/";
 constexpr std::string_view kSettingsKey = "service";
 // Bumped when the stored form changes incompatibly; readers accept what they know.
 constexpr int kStoredVersion = 1;
 
 std::string EndpointKey(std::string_view name) { return Cat(kEndpointPrefix, name); }
 std::string PskKey(std::string_view identity) { return Cat(kPskPrefix, identity); }
+std::string ThumbprintKey(std::string_view thumbprint) {
+  return Cat(kThumbprintPrefix, thumbprint);
+}
+
+// The two unique indexes of the endpoints table: a credential's key → the endpoint holding
+// it. Only the security mode a credential belongs to fills it (validation forbids the
+// field otherwise), so an empty value means no index entry.
+struct CredentialIndex {
+  std::string_view field;  // as the API names it
+  std::string (*key)(std::string_view value);
+  const std::string EndpointConfig::*value;
+};
+constexpr CredentialIndex kCredentialIndexes[] = {
+    {"pskIdentity", &PskKey, &EndpointConfig::psk_identity},
+    {"certificateThumbprint", &ThumbprintKey, &EndpointConfig::certificate_thumbprint},
+};
 
 absl::Status FieldError(std::string_view field, std::string_view what) {
   return absl::InvalidArgumentError(Cat(field, ": ", what));
@@ -686,16 +703,42 @@ absl::StatusOr<std::unique_ptr<EndpointConfigStore>> EndpointConfigStore::Open(
     configs->settings_ = settings;
   }
 
-  // The table also holds the PSK index, so the table's entry count is not the endpoint count;
-  // counting once here (a key scan, fast even for millions) keeps Count() free afterwards.
+  // The table also holds the credential indexes, so the table's entry count is not the
+  // endpoint count; counting once here (a key scan, fast even for millions) keeps Count()
+  // free afterwards. The same scan notes the "x509" endpoints: data written before the
+  // thumbprint index existed gets its entries now, so that their devices are found.
   uint64_t count = 0;
-  absl::Status scanned = store.Scan(store::Table::kEndpoints, kEndpointPrefix, {},
-                                    [&count](std::string_view, std::string_view) {
-                                      ++count;
-                                      return true;
-                                    });
+  std::vector<std::pair<std::string, std::string>> thumbprints;  // thumbprint, name
+  absl::Status scanned = store.Scan(
+      store::Table::kEndpoints, kEndpointPrefix, {},
+      [&](std::string_view key, std::string_view value) {
+        ++count;
+        if (value.find("\"certificateThumbprint\"") == std::string_view::npos) return true;
+        absl::StatusOr<EndpointConfig> config =
+            ParseStoredEndpoint(key.substr(kEndpointPrefix.size()), value);
+        // A corrupt record does not stop the start: Get reports it when it is needed.
+        if (config.ok() && config->security_mode == SecurityMode::kCertificate) {
+          thumbprints.emplace_back(config->certificate_thumbprint, config->name);
+        }
+        return true;
+      });
   if (!scanned.ok()) return scanned;
   configs->count_.store(count);
+  store::WriteBatch missing;
+  absl::flat_hash_set<std::string> indexed;
+  for (const auto& [thumbprint, name] : thumbprints) {
+    // A thumbprint two endpoints claim (possible only in data written by hand) stays with
+    // the first in name order.
+    if (!indexed.insert(thumbprint).second) continue;
+    absl::StatusOr<std::optional<std::string>> owner = configs->FindNameByThumbprint(thumbprint);
+    if (!owner.ok()) return owner.status();
+    if (!owner->has_value()) {
+      missing.Put(store::Table::kEndpoints, ThumbprintKey(thumbprint), name);
+    }
+  }
+  if (!missing.empty()) {
+    if (absl::Status status = store.Write(std::move(missing)); !status.ok()) return status;
+  }
   return configs;
 }
 
@@ -719,6 +762,12 @@ absl::StatusOr<std::optional<std::string>> EndpointConfigStore::FindNameByPskIde
     return std::optional<std::string>();
   }
   return store_.Get(store::Table::kEndpoints, PskKey(identity));
+}
+
+absl::StatusOr<std::optional<std::string>> EndpointConfigStore::FindNameByThumbprint(
+    std::string_view thumbprint) const {
+  if (thumbprint.size() != 64) return std::optional<std::string>();
+  return store_.Get(store::Table::kEndpoints, ThumbprintKey(thumbprint));
 }
 
 absl::StatusOr<EndpointPage> EndpointConfigStore::List(std::string_view start_after,
@@ -759,26 +808,29 @@ ServiceSettings EndpointConfigStore::settings() const {
 absl::StatusOr<EndpointConfig> EndpointConfigStore::WriteLocked(
     EndpointConfig config, const std::optional<EndpointConfig>& previous) {
   store::WriteBatch batch;
-  const std::string& identity = config.psk_identity;
-  const bool identity_changed = !previous.has_value() || previous->psk_identity != identity;
-  if (!identity.empty() && identity_changed) {
-    absl::StatusOr<std::optional<std::string>> owner = FindNameByPskIdentity(identity);
-    if (!owner.ok()) return owner.status();
-    if (owner->has_value() && **owner != config.name) {
-      // The index is written in the same batch as the configurations, so it cannot go stale;
-      // the check on the owner's configuration is a belt for data written by hand.
-      absl::StatusOr<std::optional<EndpointConfig>> holder = Get(**owner);
-      if (!holder.ok()) return holder.status();
-      if (holder->has_value() && (*holder)->psk_identity == identity) {
-        return absl::AlreadyExistsError(
-            Cat("pskIdentity: \"", identity, "\" is already used by endpoint \"", **owner, "\""));
+  for (const CredentialIndex& index : kCredentialIndexes) {
+    const std::string& value = config.*index.value;
+    const bool changed = !previous.has_value() || (*previous).*index.value != value;
+    if (!value.empty() && changed) {
+      absl::StatusOr<std::optional<std::string>> owner =
+          store_.Get(store::Table::kEndpoints, index.key(value));
+      if (!owner.ok()) return owner.status();
+      if (owner->has_value() && **owner != config.name) {
+        // The index is written in the same batch as the configurations, so it cannot go
+        // stale; the check on the owner's configuration is a belt for data written by hand.
+        absl::StatusOr<std::optional<EndpointConfig>> holder = Get(**owner);
+        if (!holder.ok()) return holder.status();
+        if (holder->has_value() && (**holder).*index.value == value) {
+          return absl::AlreadyExistsError(Cat(index.field, ": \"", value,
+                                              "\" is already used by endpoint \"", **owner, "\""));
+        }
       }
     }
+    if (previous.has_value() && !((*previous).*index.value).empty() && changed) {
+      batch.Delete(store::Table::kEndpoints, index.key((*previous).*index.value));
+    }
+    if (!value.empty()) batch.Put(store::Table::kEndpoints, index.key(value), config.name);
   }
-  if (previous.has_value() && !previous->psk_identity.empty() && identity_changed) {
-    batch.Delete(store::Table::kEndpoints, PskKey(previous->psk_identity));
-  }
-  if (!identity.empty()) batch.Put(store::Table::kEndpoints, PskKey(identity), config.name);
   batch.Put(store::Table::kEndpoints, EndpointKey(config.name), StoredEndpointJson(config));
   if (absl::Status status = store_.Write(std::move(batch)); !status.ok()) return status;
   if (!previous.has_value()) count_.fetch_add(1, std::memory_order_relaxed);
@@ -853,8 +905,9 @@ absl::Status EndpointConfigStore::Delete(std::string_view name) {
   }
   store::WriteBatch batch;
   batch.Delete(store::Table::kEndpoints, EndpointKey(name));
-  if (!(*existing)->psk_identity.empty()) {
-    batch.Delete(store::Table::kEndpoints, PskKey((*existing)->psk_identity));
+  for (const CredentialIndex& index : kCredentialIndexes) {
+    const std::string& value = (**existing).*index.value;
+    if (!value.empty()) batch.Delete(store::Table::kEndpoints, index.key(value));
   }
   if (absl::Status status = store_.Write(std::move(batch)); !status.ok()) return status;
   count_.fetch_sub(1, std::memory_order_relaxed);

@@ -5,14 +5,16 @@
 // persistence in the store.
 //
 // Threads: EndpointConfigStore is shared by every thread. Reads (Get, FindNameByPskIdentity,
-// List, Count, settings) never block: one LMDB read transaction or a reader lock on a cached
-// copy; shards call Get on every Register. Writes (Create, Update, Replace, Delete,
-// UpdateSettings) wait for the commit (store::Store::Write), so they run on API threads only,
-// never on a shard, and a success means the change is durable.
+// FindNameByThumbprint, List, Count, settings) never block: one LMDB read transaction or a
+// reader lock on a cached copy; shards call Get on every Register. Writes (Create, Update,
+// Replace, Delete, UpdateSettings) wait for the commit (store::Store::Write), so they run on
+// API threads only, never on a shard, and a success means the change is durable.
 //
 // Store layout (store/README.md defers to the table's owner):
 //   Table::kEndpoints  "ep/<name>"       → the configuration, compact JSON (PSK key in hex)
 //   Table::kEndpoints  "psk/<identity>"  → <name>: unique index, one identity one endpoint
+//   Table::kEndpoints  "x509/<thumbprint>" → <name>: unique index of the "x509" endpoints'
+//                                           certificate thumbprints (64 lowercase hex digits)
 //   Table::kSettings   "service"         → the settings, compact JSON
 // The PSK key is stored in clear: DTLS needs it verbatim. The data directory's permissions
 // protect it (as they protect the DTLS session keys in the same file).
@@ -159,6 +161,10 @@ class EndpointConfigStore {
   // --- reads: any thread, shards included ---
   absl::StatusOr<std::optional<EndpointConfig>> Get(std::string_view name) const;
   absl::StatusOr<std::optional<std::string>> FindNameByPskIdentity(std::string_view identity) const;
+  // The endpoint whose certificateThumbprint is `thumbprint` (64 lowercase hex digits, as
+  // stored); nullopt for none or for anything else.
+  absl::StatusOr<std::optional<std::string>> FindNameByThumbprint(
+      std::string_view thumbprint) const;
   // Endpoints in name (byte) order after start_after (empty: from the first); limit ≥ 1.
   absl::StatusOr<EndpointPage> List(std::string_view start_after, size_t limit) const;
   uint64_t Count() const;
@@ -166,7 +172,7 @@ class EndpointConfigStore {
 
   // --- writes: API threads only (they wait for the commit) ---
   // Validates, stamps created_at/updated_at. AlreadyExists when the name exists or the PSK
-  // identity belongs to another endpoint (the message names which).
+  // identity or certificate thumbprint belongs to another endpoint (the message names which).
   absl::StatusOr<EndpointConfig> Create(EndpointConfig config);
   // Replaces everything but the name and created_at. NotFound when absent.
   absl::StatusOr<EndpointConfig> Replace(EndpointConfig config);
@@ -190,7 +196,7 @@ class EndpointConfigStore {
  private:
   explicit EndpointConfigStore(store::Store& store) : store_(store) {}
   // Writes config (new or changed; previous is the stored version, if any) with the PSK
-  // index kept in step. write_mutex_ held.
+  // identity and thumbprint indexes kept in step. write_mutex_ held.
   absl::StatusOr<EndpointConfig> WriteLocked(EndpointConfig config,
                                              const std::optional<EndpointConfig>& previous)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mutex_);

@@ -165,6 +165,11 @@ std::vector<Registration> RegistrationHub::TakeRestored(int shard_id) {
 }
 
 int RegistrationHub::ShardForAddress(const net::PeerAddress& address) const {
+  if (options_.shard_hint) {
+    if (std::optional<int> hint = options_.shard_hint(address); hint && *hint >= 0) {
+      return *hint % options_.shards;
+    }
+  }
   return net::SteeringShard(address, options_.shards);
 }
 

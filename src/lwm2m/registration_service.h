@@ -47,6 +47,11 @@ struct Admission {
 struct PeerSecurity {
   std::string psk_identity;
   std::string endpoint;  // the endpoint its credential belongs to
+  // What it showed, for logs and refusals: `PSK identity "dev-1"`, `certificate <SHA-256>`.
+  std::string credential{};
+  // Its certificate was signed by an uploaded CA, which vouches for the endpoint name it
+  // carries (CA mode); false for a PSK or a certificate known by its thumbprint.
+  bool vouched_by_ca = false;
 };
 // endpoint, and what the request's DTLS session proved (null: plain CoAP).
 using AdmissionPolicy =
@@ -110,6 +115,9 @@ class RegistrationHub {
     EventBus* events = nullptr;  // required
     // Default: every endpoint admitted without security, never missing.
     AdmissionPolicy admission;
+    // The shard a device's packets reach when not its address decides it (a DTLS connection
+    // id names its shard); nullopt, or unset: the address does (net::SteeringShard).
+    std::function<std::optional<int>(const net::PeerAddress&)> shard_hint;
   };
   explicit RegistrationHub(Options options);
   RegistrationHub(const RegistrationHub&) = delete;
@@ -130,7 +138,7 @@ class RegistrationHub {
   std::optional<std::string> EndpointForId(std::string_view id) const;
 
   // The shard a client's registration is placed on at restore: the one its packets reach
-  // (net::SteeringShard).
+  // (Options::shard_hint, else net::SteeringShard).
   int ShardForAddress(const net::PeerAddress& address) const;
 
  private:

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "base/log.h"
 #include "coap/coap_metrics.h"
@@ -13,6 +14,26 @@
 
 namespace lwm2md::server {
 namespace {
+
+// What the registration layer needs of a DTLS identity.
+lwm2m::PeerSecurity PeerSecurityOf(const dtls::PeerIdentity& identity) {
+  lwm2m::PeerSecurity security{.psk_identity = identity.psk_identity,
+                               .endpoint = identity.endpoint};
+  switch (identity.authentication) {
+    case dtls::Authentication::kPsk:
+      security.credential = absl::StrCat("PSK identity \"", identity.psk_identity, "\"");
+      break;
+    case dtls::Authentication::kCertificateThumbprint:
+      security.credential = absl::StrCat("certificate ", identity.certificate_thumbprint);
+      break;
+    case dtls::Authentication::kCertificateCa:
+      security.credential = absl::StrCat("CA-signed certificate \"", identity.certificate_name,
+                                         "\" (", identity.certificate_thumbprint, ")");
+      security.vouched_by_ca = true;
+      break;
+  }
+  return security;
+}
 
 // A shard's CoAP stack. Members are declared in dependency order so that the layer goes
 // first on destruction, before the tree it points to.
@@ -75,7 +96,7 @@ class ShardCoap final : public net::DatagramHandler {
               if (!io_.IsDtls(listener)) return std::nullopt;
               const dtls::PeerIdentity* identity = dtls_->FindIdentity(peer);
               if (identity == nullptr) return std::nullopt;
-              return lwm2m::PeerSecurity{identity->psk_identity, identity->endpoint};
+              return PeerSecurityOf(*identity);
             });
       }
       if (management != nullptr) {

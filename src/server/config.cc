@@ -76,6 +76,8 @@ constexpr absl::string_view kKnownKeys[] = {
     "dtls.max_sessions_per_shard",
     "dtls.session_idle_save_s",
     "dtls.saved_session_max_age_s",
+    "dtls.certificate_file",
+    "dtls.private_key_file",
     "billing.flush_interval_ms",
     "billing.endpoint_metrics",
 };
@@ -577,6 +579,17 @@ Config ReadConfig(Reader& reader) {
   reader.ReadInteger("dtls.session_idle_save_s", 0, 31536000, &config.dtls.session_idle_save_s);
   reader.ReadInteger("dtls.saved_session_max_age_s", 60, 315360000,
                      &config.dtls.saved_session_max_age_s);
+  reader.ReadString("dtls.certificate_file", &config.dtls.certificate_file, AnyString);
+  reader.ReadString("dtls.private_key_file", &config.dtls.private_key_file, AnyString);
+  if (config.dtls.certificate_file.empty() != config.dtls.private_key_file.empty()) {
+    const absl::string_view set =
+        config.dtls.certificate_file.empty() ? "dtls.private_key_file" : "dtls.certificate_file";
+    const absl::string_view unset =
+        config.dtls.certificate_file.empty() ? "dtls.certificate_file" : "dtls.private_key_file";
+    if (const toml::node* node = reader.Find(set)) {
+      reader.Error(set, *node, absl::StrCat("needs ", unset, " too (both or neither)"));
+    }
+  }
   reader.ReadInteger("billing.flush_interval_ms", 100, 3600000, &config.billing.flush_interval_ms);
   reader.ReadBool("billing.endpoint_metrics", &config.billing.endpoint_metrics);
   return config;

@@ -98,6 +98,11 @@ struct Config {
     uint32_t session_idle_save_s = 60;
     // A saved session not resumed within this long is forgotten (the device handshakes again).
     uint32_t saved_session_max_age_s = 1209600;
+    // The server's certificate chain (PEM, leaf first) and its private key (PEM), both or
+    // neither; neither: a self-signed P-256 certificate made on the first start and kept in
+    // store.path (dtls-server.pem, dtls-server.key).
+    std::string certificate_file;
+    std::string private_key_file;
     bool operator==(const Dtls&) const = default;
   } dtls;
 

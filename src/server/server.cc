@@ -10,7 +10,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/ascii.h"
+#include "dtls/certificates.h"
 #include "dtls/dtls_server.h"
+#include "dtls/saved_session.h"
 #include "absl/time/clock.h"
 #include "base/log.h"
 #include "lwm2m/builtin_objects.h"
@@ -31,8 +33,11 @@ store::Options ToStoreOptions(const Config& config) {
 }
 
 // Whether an endpoint may register. Over DTLS: only under the name its credential belongs
-// to (no device registers as another). Over plain CoAP: a configured endpoint only when its
-// security mode is "none"; an unknown one when the service setting or the configuration
+// to (no device registers as another); an endpoint with no configuration when an uploaded
+// CA signed the certificate that names it (the operator who uploads a CA means its devices
+// to get in); never a "psk" or "x509" endpoint by a CA-signed certificate (the handshake
+// refuses that already). Over plain CoAP: a configured endpoint only when its security mode
+// is "none"; an unknown one when the service setting or the configuration
 // (lwm2m.allow_unknown_endpoints) allows it. A store error refuses: no admission on
 // guesswork.
 lwm2m::AdmissionPolicy MakeAdmissionPolicy(const lwm2m::EndpointConfigStore* endpoints,
@@ -42,10 +47,16 @@ lwm2m::AdmissionPolicy MakeAdmissionPolicy(const lwm2m::EndpointConfigStore* end
     lwm2m::Admission admission;
     const bool secure = security != nullptr;
     if (secure && security->endpoint != name) {
-      admission.reason = absl::StrCat("the DTLS identity \"", security->psk_identity,
-                                      "\" belongs to another endpoint");
-      LWM2MD_LOG(kWarning, "security: \"%s\" tried to register as \"%s\"",
-                 security->psk_identity, name);
+      admission.reason =
+          security->psk_identity.empty()
+              ? absl::StrCat("the DTLS credential (", security->credential,
+                             ") belongs to another endpoint")
+              : absl::StrCat("the DTLS identity \"", security->psk_identity,
+                             "\" belongs to another endpoint");
+      LWM2MD_LOG(kWarning, "security: %s tried to register as \"%s\"",
+                 security->credential.empty() ? absl::StrCat("\"", security->psk_identity, "\"")
+                                              : security->credential,
+                 name);
       return admission;
     }
     const lwm2m::ServiceSettings settings = endpoints->settings();
@@ -59,9 +70,19 @@ lwm2m::AdmissionPolicy MakeAdmissionPolicy(const lwm2m::EndpointConfigStore* end
     admission.missing_timeout = absl::Seconds(
         lwm2m::EffectiveMissingTimeoutSeconds(endpoint, settings));
     if (endpoint == nullptr) {
-      admission.allowed = config_allows_unknown || settings.allow_unknown_endpoints;
+      const bool vouched = secure && security->vouched_by_ca;
+      admission.allowed = vouched || config_allows_unknown || settings.allow_unknown_endpoints;
       if (!admission.allowed) admission.reason = "unknown endpoint";
-      admission.credentials = lwm2m::CredentialsKind::kNone;
+      admission.credentials =
+          vouched ? lwm2m::CredentialsKind::kPrimary : lwm2m::CredentialsKind::kNone;
+      return admission;
+    }
+    if (secure && security->vouched_by_ca &&
+        (endpoint->security_mode == lwm2m::SecurityMode::kPsk ||
+         endpoint->security_mode == lwm2m::SecurityMode::kCertificate)) {
+      admission.reason = absl::StrCat("endpoint requires its own credential (securityMode ",
+                                      std::string(lwm2m::SecurityModeName(endpoint->security_mode)),
+                                      ")");
       return admission;
     }
     if (!secure && endpoint->security_mode != lwm2m::SecurityMode::kNone) {
@@ -75,13 +96,66 @@ lwm2m::AdmissionPolicy MakeAdmissionPolicy(const lwm2m::EndpointConfigStore* end
   };
 }
 
+// The server's certificate (dtls.certificate_file and dtls.private_key_file, else the one
+// generated in store.path) and the client certificate rules over the endpoint
+// configurations: a thumbprint names an endpoint whose security mode is "x509"
+// (EndpointConfigStore keeps the thumbprint index unique); a certificate signed by an
+// uploaded CA names any endpoint but a "psk" or "x509" one, which has a credential of its
+// own. A configured "none" endpoint may be entered that way: a CA-signed certificate proves
+// more than plain CoAP asks for.
+absl::StatusOr<dtls::CertificateOptions> ToCertificateOptions(
+    const Config& config, const lwm2m::EndpointConfigStore* endpoints,
+    const dtls::CaStore* cas) {
+  absl::StatusOr<dtls::ServerCertificate> server =
+      config.dtls.certificate_file.empty()
+          ? dtls::LoadOrCreateServerCertificate(config.store.path)
+          : dtls::LoadServerCertificate(config.dtls.certificate_file,
+                                        config.dtls.private_key_file);
+  if (!server.ok()) return server.status();
+  LWM2MD_LOG(kInfo, "DTLS certificate %s%s: %s, %d certificate(s) in a %d-byte message, SHA-256 %s",
+             server->certificate_path, server->generated ? " (generated, self-signed)" : "",
+             server->subject, static_cast<int>(server->certificates),
+             static_cast<int>(server->message_bytes), server->thumbprint);
+  if (server->not_after < absl::Now()) {
+    LWM2MD_LOG(kWarning, "DTLS certificate %s expired on %s: devices that check it will refuse it",
+               server->certificate_path, absl::FormatTime(server->not_after));
+  }
+  dtls::CertificateOptions options;
+  options.server = std::make_shared<const dtls::ServerCertificate>(*std::move(server));
+  options.ca_store = cas;
+  options.thumbprint_lookup =
+      [endpoints](std::string_view thumbprint) -> std::optional<std::string> {
+    absl::StatusOr<std::optional<std::string>> name = endpoints->FindNameByThumbprint(thumbprint);
+    if (!name.ok() || !name->has_value()) return std::nullopt;
+    absl::StatusOr<std::optional<lwm2m::EndpointConfig>> endpoint = endpoints->Get(**name);
+    if (!endpoint.ok() || !endpoint->has_value() ||
+        (*endpoint)->security_mode != lwm2m::SecurityMode::kCertificate ||
+        (*endpoint)->certificate_thumbprint != thumbprint) {
+      return std::nullopt;
+    }
+    return **name;
+  };
+  options.ca_refusal = [endpoints](std::string_view name) -> std::optional<std::string> {
+    absl::StatusOr<std::optional<lwm2m::EndpointConfig>> endpoint = endpoints->Get(name);
+    if (!endpoint.ok()) return std::string("the configuration of its endpoint cannot be read");
+    if (!endpoint->has_value()) return std::nullopt;
+    const lwm2m::SecurityMode mode = (*endpoint)->security_mode;
+    if (mode != lwm2m::SecurityMode::kPsk && mode != lwm2m::SecurityMode::kCertificate) {
+      return std::nullopt;
+    }
+    return absl::StrCat("endpoint \"", std::string(name), "\" has securityMode ",
+                        std::string(lwm2m::SecurityModeName(mode)));
+  };
+  return options;
+}
+
 // The [dtls] section, and PSK credentials from the endpoint configurations: an identity
 // names an endpoint whose security mode is "psk" (EndpointConfigStore keeps the identity
 // index unique).
 // Sessions are saved in the store when idle and at shutdown.
 absl::StatusOr<dtls::DtlsOptions> ToDtlsOptions(const Config& config,
                                                 const lwm2m::EndpointConfigStore* endpoints,
-                                                store::Store* store) {
+                                                store::Store* store, const dtls::CaStore* cas) {
   dtls::DtlsOptions options;
   for (absl::string_view name : absl::StrSplit(config.dtls.ciphersuites, ',', absl::SkipWhitespace())) {
     options.ciphersuites.emplace_back(absl::StripAsciiWhitespace(name));
@@ -102,6 +176,10 @@ absl::StatusOr<dtls::DtlsOptions> ToDtlsOptions(const Config& config,
     }
     return dtls::PskCredential{(*endpoint)->psk_key, **name};
   };
+  absl::StatusOr<dtls::CertificateOptions> certificates =
+      ToCertificateOptions(config, endpoints, cas);
+  if (!certificates.ok()) return certificates.status();
+  options.certificates = *std::move(certificates);
   if (absl::Status valid = dtls::ValidateOptions(options); !valid.ok()) return valid;
   return options;
 }
@@ -183,6 +261,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
       lwm2m::EndpointConfigStore::Open(*server->store_);
   if (!endpoints.ok()) return endpoints.status();
   server->endpoints_ = *std::move(endpoints);
+  absl::StatusOr<std::unique_ptr<dtls::CaStore>> cas = dtls::CaStore::Open(*server->store_);
+  if (!cas.ok()) return cas.status();
+  server->ca_certificates_ = *std::move(cas);
   if (absl::Status status =
           SeedOrReportSettings(config, !stored_settings->has_value(), *server->endpoints_);
       !status.ok()) {
@@ -196,6 +277,22 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
   hub_options.events = &server->events_;
   hub_options.admission =
       MakeAdmissionPolicy(server->endpoints_.get(), config.lwm2m.allow_unknown_endpoints);
+  // A device whose DTLS session uses a connection id sends to the shard the id names
+  // (net/steering.h), wherever it is now: its registration waits there.
+  hub_options.shard_hint = [store = server->store_.get()](
+                               const net::PeerAddress& address) -> std::optional<int> {
+    absl::StatusOr<std::optional<std::string>> id =
+        store->Get(store::Table::kDtlsSessions, dtls::AddressKey(address));
+    if (!id.ok() || !id->has_value()) return std::nullopt;
+    std::optional<uint64_t> connection_id = dtls::ConnectionIdOfAddressValue(**id);
+    if (!connection_id) return std::nullopt;
+    absl::StatusOr<std::optional<std::string>> stored =
+        store->Get(store::Table::kDtlsSessions, dtls::SessionKey(*connection_id));
+    if (!stored.ok() || !stored->has_value()) return std::nullopt;
+    absl::StatusOr<dtls::SavedSession> session = dtls::DecodeSavedSession(**stored);
+    if (!session.ok() || !session->connection_id_used) return std::nullopt;
+    return dtls::ShardOfConnectionId(session->connection_id);
+  };
   server->registrations_ = std::make_unique<lwm2m::RegistrationHub>(std::move(hub_options));
   if (absl::Status status = server->registrations_->LoadStored(absl::Now()); !status.ok()) {
     return status;
@@ -226,7 +323,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
   server->coap_ = std::make_unique<CoapWiring>(coap_config, server->registrations_.get(),
                                                server->management_.get());
   if (config.dtls.enabled) {
-    absl::StatusOr<dtls::DtlsOptions> dtls = ToDtlsOptions(config, server->endpoints_.get(), server->store_.get());
+    absl::StatusOr<dtls::DtlsOptions> dtls =
+        ToDtlsOptions(config, server->endpoints_.get(), server->store_.get(),
+                      server->ca_certificates_.get());
     if (!dtls.ok()) return dtls.status();
     const net::ShardGroupOptions group_options = ToShardGroupOptions(config);
     std::vector<bool> dtls_listeners;
@@ -243,6 +342,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
   services.management = server->management_.get();
   services.store = server->store_.get();
   services.billing = server->billing_.get();
+  services.ca_certificates = server->ca_certificates_.get();
   // Without configured tokens, one generated on the first start and kept with the data.
   std::vector<api::ApiToken> tokens = config.http.tokens;
   if (tokens.empty()) {

@@ -10,6 +10,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "api/http_server.h"
+#include "dtls/certificates.h"
 #include "lwm2m/billing.h"
 #include "lwm2m/device_management.h"
 #include "lwm2m/endpoint_config.h"
@@ -58,6 +59,7 @@ class Server {
   lwm2m::ObjectRegistry& objects() { return *objects_; }
   lwm2m::ManagementHub& management() { return *management_; }
   lwm2m::BillingCounters& billing() { return *billing_; }
+  dtls::CaStore& ca_certificates() { return *ca_certificates_; }
 
  private:
   explicit Server(const Config& config) : config_(config) {}
@@ -68,6 +70,7 @@ class Server {
   lwm2m::EndpointDirectory directory_;
   // Shared by the shards' handlers, so created before and destroyed after the group.
   std::unique_ptr<lwm2m::EndpointConfigStore> endpoints_;
+  std::unique_ptr<dtls::CaStore> ca_certificates_;  // CA mode's trust anchors
   std::unique_ptr<lwm2m::ObjectRegistry> objects_;
   std::unique_ptr<lwm2m::RegistrationHub> registrations_;
   std::unique_ptr<lwm2m::ManagementHub> management_;

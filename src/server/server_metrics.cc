@@ -314,8 +314,8 @@ void AddDtlsMetrics(metrics::Registry& registry, std::vector<const dtls::DtlsMet
   };
   registry.AddCallbackFamily(
       {"lwm2md_dtls_handshake_failures_total",
-       "DTLS handshakes that failed, by reason (unknown_identity and bad_credentials are "
-       "security events).",
+       "DTLS handshakes that failed, by reason (unknown_identity, bad_credentials and "
+       "bad_certificate are security events).",
        metrics::Type::kCounter,
        by_reason(&Metrics::handshake_failures, Metrics::kFailureCount, [](int r) {
          return Metrics::FailureName(static_cast<Metrics::Failure>(r));

@@ -35,6 +35,17 @@ EndpointConfig PskEndpoint(std::string name, std::string identity) {
   return config;
 }
 
+// A thumbprint of 64 hex digits, distinct per digit.
+std::string Thumbprint(char digit) { return std::string(64, digit); }
+
+EndpointConfig CertificateEndpoint(std::string name, std::string thumbprint) {
+  EndpointConfig config;
+  config.name = std::move(name);
+  config.security_mode = SecurityMode::kCertificate;
+  config.certificate_thumbprint = std::move(thumbprint);
+  return config;
+}
+
 EndpointConfig PlainEndpoint(std::string name) {
   EndpointConfig config;
   config.name = std::move(name);
@@ -398,6 +409,65 @@ TEST_F(EndpointConfigStoreTest, PskIdentityIsUnique) {
   EXPECT_TRUE(plain->psk_identity.empty());
   EXPECT_TRUE(plain->psk_key.empty());
   EXPECT_FALSE(configs_->FindNameByPskIdentity("moved")->has_value());
+}
+
+TEST_F(EndpointConfigStoreTest, ThumbprintIsUnique) {
+  ASSERT_TRUE(configs_->Create(CertificateEndpoint("dev1", Thumbprint('a'))).ok());
+  EXPECT_EQ(*configs_->FindNameByThumbprint(Thumbprint('a')), "dev1");
+  EXPECT_FALSE(configs_->FindNameByThumbprint(Thumbprint('b'))->has_value());
+  EXPECT_FALSE(configs_->FindNameByThumbprint("short")->has_value());
+
+  absl::StatusOr<EndpointConfig> second =
+      configs_->Create(CertificateEndpoint("dev2", Thumbprint('a')));
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(Message(second.status()), "certificateThumbprint: \"" + Thumbprint('a') +
+                                          "\" is already used by endpoint \"dev1\"");
+  EXPECT_FALSE(configs_->Get("dev2")->has_value());
+
+  // A new certificate for dev1 frees the old thumbprint.
+  EndpointUpdate update;
+  update.certificate_thumbprint = Thumbprint('b');
+  ASSERT_TRUE(configs_->Update("dev1", update).ok());
+  EXPECT_FALSE(configs_->FindNameByThumbprint(Thumbprint('a'))->has_value());
+  EXPECT_EQ(*configs_->FindNameByThumbprint(Thumbprint('b')), "dev1");
+  ASSERT_TRUE(configs_->Create(CertificateEndpoint("dev2", Thumbprint('a'))).ok());
+
+  // Taking a used thumbprint by update or replacement fails and changes nothing.
+  update.certificate_thumbprint = Thumbprint('a');
+  EXPECT_EQ(configs_->Update("dev1", update).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(configs_->Replace(CertificateEndpoint("dev1", Thumbprint('a'))).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ((*configs_->Get("dev1"))->certificate_thumbprint, Thumbprint('b'));
+  EXPECT_EQ(*configs_->FindNameByThumbprint(Thumbprint('a')), "dev2");
+
+  // Leaving x509 mode drops the thumbprint and its index entry; so does deleting.
+  EndpointUpdate to_ca;
+  to_ca.security_mode = SecurityMode::kCertificateCa;
+  absl::StatusOr<EndpointConfig> ca = configs_->Update("dev1", to_ca);
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  EXPECT_TRUE(ca->certificate_thumbprint.empty());
+  EXPECT_FALSE(configs_->FindNameByThumbprint(Thumbprint('b'))->has_value());
+  ASSERT_TRUE(configs_->Delete("dev2").ok());
+  EXPECT_FALSE(configs_->FindNameByThumbprint(Thumbprint('a'))->has_value());
+  EXPECT_EQ(configs_->Count(), 1u);
+
+  // A PSK identity that looks like a thumbprint is another index.
+  ASSERT_TRUE(configs_->Create(PskEndpoint("dev3", Thumbprint('c'))).ok());
+  EXPECT_FALSE(configs_->FindNameByThumbprint(Thumbprint('c'))->has_value());
+}
+
+// Configurations stored before the thumbprint index existed get their entries on open.
+TEST_F(EndpointConfigStoreTest, ThumbprintIndexIsFilledInOnOpen) {
+  ASSERT_TRUE(configs_->Create(CertificateEndpoint("dev1", Thumbprint('d'))).ok());
+  ASSERT_TRUE(configs_->Create(PskEndpoint("dev2", "id2")).ok());
+  store::WriteBatch drop;
+  drop.Delete(store::Table::kEndpoints, "x509/" + Thumbprint('d'));
+  ASSERT_TRUE(store_->Write(std::move(drop)).ok());
+  EXPECT_FALSE(configs_->FindNameByThumbprint(Thumbprint('d'))->has_value());
+
+  Reopen();
+  EXPECT_EQ(*configs_->FindNameByThumbprint(Thumbprint('d')), "dev1");
+  EXPECT_EQ(configs_->Count(), 2u);
 }
 
 TEST_F(EndpointConfigStoreTest, UpdateAndReplace) {

@@ -60,7 +60,7 @@ TEST(ConfigTest, ShippedConfigMentionsEveryKey) {
         "ack_timeout_ms =", "ack_random_factor =", "max_retransmit =", "block_size =",
         "max_body_size =", "max_block1_transfers =", "diagnostic_resource =", "address =",
         "path =", "public_metrics =", "tls_cert =", "tls_key =", "[[http.tokens]]",
-        "token_file =", "access ="}) {
+        "token_file =", "access =", "certificate_file =", "private_key_file ="}) {
     EXPECT_THAT(text, HasSubstr(key));
   }
 }
@@ -368,6 +368,25 @@ TEST(ConfigTest, TlsCertificateAndKeyGoTogether) {
             "t.toml:2: http.tls_cert: needs http.tls_key too (both or neither)");
   EXPECT_EQ(ErrorOf(ParseConfig("", "t.toml", {"http.tls_key=key.pem"})),
             "--set http.tls_key=key.pem: http.tls_key: needs http.tls_cert too (both or neither)");
+}
+
+TEST(ConfigTest, DtlsCertificateAndKeyGoTogether) {
+  absl::StatusOr<Config> config = ParseConfig(
+      "[dtls]\ncertificate_file = \"chain.pem\"\nprivate_key_file = \"key.pem\"\n", "t.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->dtls.certificate_file, "chain.pem");
+  EXPECT_EQ(config->dtls.private_key_file, "key.pem");
+  EXPECT_EQ(ErrorOf(ParseConfig("[dtls]\ncertificate_file = \"chain.pem\"\n", "t.toml")),
+            "t.toml:2: dtls.certificate_file: needs dtls.private_key_file too (both or neither)");
+  EXPECT_EQ(ErrorOf(ParseConfig("", "t.toml", {"dtls.private_key_file=key.pem"})),
+            "--set dtls.private_key_file=key.pem: dtls.private_key_file: needs "
+            "dtls.certificate_file too (both or neither)");
+  absl::StatusOr<Config> overridden = LoadConfig(
+      kShippedConfig, {"dtls.certificate_file=/etc/lwm2md/chain.pem",
+                       "dtls.private_key_file=/etc/lwm2md/key.pem"});
+  ASSERT_TRUE(overridden.ok()) << overridden.status();
+  EXPECT_EQ(overridden->dtls.certificate_file, "/etc/lwm2md/chain.pem");
+  EXPECT_EQ(overridden->dtls.private_key_file, "/etc/lwm2md/key.pem");
 }
 
 TEST(ConfigTest, ShardGroupOptionsListenOnEachAddress) {

@@ -64,6 +64,14 @@ class DtlsClient : public Client {
     return mbedtls_ssl_get_peer_cid(&ssl_, &enabled, peer, &length) == 0 &&
            enabled == MBEDTLS_SSL_CID_ENABLED && length > 0;
   }
+  // The first byte of the connection id the server gave us: the shard it names.
+  int server_connection_id_shard() {
+    int enabled = MBEDTLS_SSL_CID_DISABLED;
+    unsigned char peer[MBEDTLS_SSL_CID_OUT_LEN_MAX];
+    size_t length = 0;
+    if (mbedtls_ssl_get_peer_cid(&ssl_, &enabled, peer, &length) != 0 || length == 0) return -1;
+    return peer[0];
+  }
   // The session goes on from a new source port.
   void Rebind() { Reopen(); }
 

@@ -97,13 +97,19 @@
 #define MBEDTLS_ECDSA_DETERMINISTIC
 
 // RSA for ECDHE_RSA suites and for CA chains signed with RSA (PKCS#1 v1.5 and PSS).
-// No key generation (MBEDTLS_GENPRIME): the server loads keys, it never makes them.
+// No RSA key generation (MBEDTLS_GENPRIME): the server loads RSA keys; the one key it
+// makes itself is a P-256 key (below).
 #define MBEDTLS_RSA_C
 #define MBEDTLS_PKCS1_V15
 #define MBEDTLS_PKCS1_V21
 
 #define MBEDTLS_PK_C
 #define MBEDTLS_PK_PARSE_C
+// Writing keys and certificates: with no dtls.certificate_file configured, the server
+// makes itself a self-signed P-256 certificate on its first start and keeps it (PEM) in
+// the data directory (src/dtls/certificates.h), so that ECDHE-ECDSA works out of the box.
+#define MBEDTLS_PK_WRITE_C
+#define MBEDTLS_PEM_WRITE_C
 
 // ---- Certificates ----------------------------------------------------------------------
 
@@ -114,6 +120,16 @@
 #define MBEDTLS_X509_USE_C
 #define MBEDTLS_X509_CRT_PARSE_C
 #define MBEDTLS_X509_RSASSA_PSS_SUPPORT
+// The generated server certificate (above).
+#define MBEDTLS_X509_CREATE_C
+#define MBEDTLS_X509_CRT_WRITE_C
+// Client certificates are checked against the CA certificates uploaded through the API,
+// which change while the server runs: each verification asks a callback for the trust
+// anchors that may have signed the certificate (mbedtls_ssl_conf_ca_cb), parsed from the
+// current immutable CA set into a list of the handshake's own. No parsed chain is shared
+// between shard threads, and a device whose certificate is known by its thumbprint is
+// verified with no CA at all (a static chain would have to be non-empty).
+#define MBEDTLS_X509_TRUSTED_CERTIFICATE_CALLBACK
 
 // ---- TLS / DTLS ------------------------------------------------------------------------
 
