@@ -29,51 +29,17 @@ namespace {
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
-class DeviceManagementTest : public ::testing::Test {
+class DeviceManagementTest : public InProcessServerTest {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("device_management_test_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    absl::StatusOr<Config> config = ParseConfig(
-        "", "test",
-        {"shards=2", "coap.port=0", "coap.secure_port=0", "http.port=0", "coap.listen=[\"127.0.0.1\"]",
-         "net.pin_threads=false", "store.path=" + (dir_ / "data").string(),
-         "store.map_size_mb=64", "lwm2m.queue_awake_window_s=1",
-         "lwm2m.objects_dir=" + std::string(LWM2MD_SOURCE_DIR) + "/config/objects",
-         "lwm2m.allow_unknown_endpoints=true"});
-    ASSERT_TRUE(config.ok()) << config.status();
-    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(*config, nullptr);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    events_ = server_->events().Subscribe({});
+    InProcessServerTest::SetUp();
+    StartServer({"lwm2m.queue_awake_window_s=1"});
   }
-  void TearDown() override {
-    events_.reset();
-    server_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  uint16_t port() const { return server_->coap_listeners()[0].local.port(); }
 
   std::shared_ptr<CallResult> Submit(lwm2m::ActionKind kind, const std::string& endpoint,
                                      const std::string& body) {
     return SubmitAction(*server_, kind, endpoint, body);
   }
-
-  std::optional<lwm2m::Event> NextEvent(std::string_view type) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(5);
-    while (absl::Now() < deadline) {
-      std::optional<lwm2m::Event> event = events_->Next(deadline - absl::Now());
-      if (event && event->type == type) return event;
-    }
-    return std::nullopt;
-  }
-
-  std::filesystem::path dir_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<lwm2m::EventSubscription> events_;
 };
 
 // A queue-mode device that wakes up from a new source port (a NAT rebinding) may land on the

@@ -30,45 +30,12 @@ using namespace std::chrono_literals;
 const std::string kKeyA = "0123456789abcdef";
 const std::string kKeyB = "fedcba9876543210";
 
-class DtlsSessionTest : public ::testing::Test {
+class DtlsSessionTest : public InProcessServerTest {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("dtls_session_test_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-  }
-  void TearDown() override {
-    StopServer();
-    std::filesystem::remove_all(dir_);
-  }
-
+  // Only configured endpoints: over DTLS, those with credentials.
   void StartServer(std::vector<std::string> overrides = {}) {
-    std::vector<std::string> settings = {
-        "shards=2", "coap.port=0", "coap.secure_port=0", "http.port=0",
-        "coap.listen=[\"127.0.0.1\"]", "net.pin_threads=false",
-        "store.path=" + (dir_ / "data").string(), "store.map_size_mb=64",
-        "lwm2m.objects_dir=" + std::string(LWM2MD_SOURCE_DIR) + "/config/objects",
-        "lwm2m.allow_unknown_endpoints=false"};
-    settings.insert(settings.end(), overrides.begin(), overrides.end());
-    absl::StatusOr<Config> config = ParseConfig("", "test", settings);
-    ASSERT_TRUE(config.ok()) << config.status();
-    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(*config, nullptr);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    events_ = server_->events().Subscribe({});
-  }
-  void StopServer() {
-    events_.reset();
-    server_.reset();
-  }
-
-  uint16_t secure_port() const {
-    for (const net::BoundListener& listener : server_->coap_listeners()) {
-      if (listener.spec.dtls) return listener.local.port();
-    }
-    ADD_FAILURE() << "no coaps listener";
-    return 0;
+    overrides.insert(overrides.begin(), "lwm2m.allow_unknown_endpoints=false");
+    InProcessServerTest::StartServer(overrides);
   }
 
   void AddPskEndpoint(const std::string& name, const std::string& identity,
@@ -113,15 +80,6 @@ class DtlsSessionTest : public ::testing::Test {
     return count.ok() ? *count : 0;
   }
 
-  std::optional<lwm2m::Event> NextEvent(std::string_view type) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(5);
-    while (absl::Now() < deadline) {
-      std::optional<lwm2m::Event> event = events_->Next(deadline - absl::Now());
-      if (event && event->type == type) return event;
-    }
-    return std::nullopt;
-  }
-
   // Reads 3/0/0 from endpoint through the device management service, the client answering
   // it: the server reaches the device over its session.
   void ReadThroughTheSession(DtlsClient& client, const std::string& endpoint) {
@@ -137,9 +95,6 @@ class DtlsSessionTest : public ::testing::Test {
     EXPECT_THAT(outcome->body_json, HasSubstr("maker"));
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<lwm2m::EventSubscription> events_;
 };
 
 // Sessions are saved at shutdown; after the restart both clients (with and without a

@@ -27,6 +27,7 @@
 #include "lwm2m/event_bus.h"
 #include "server/config.h"
 #include "server/server.h"
+#include "server_test_util.h"
 #include "store/store.h"
 
 namespace lwm2md::server {
@@ -34,50 +35,15 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class RegistrationTest : public ::testing::Test {
+class RegistrationTest : public InProcessServerTest {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("registration_test_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-  }
-  void TearDown() override {
-    StopServer();
-    std::filesystem::remove_all(dir_);
-  }
-
   void StartServer(bool allow_unknown_endpoints = true, int map_size_mb = 64,
                    Server::FatalHandler on_fatal = nullptr) {
-    absl::StatusOr<Config> config = ParseConfig(
-        "", "test",
-        {"shards=2", "coap.port=0", "coap.secure_port=0", "http.port=0", "coap.listen=[\"127.0.0.1\"]",
-         "net.pin_threads=false", "store.path=" + (dir_ / "data").string(),
-         "store.map_size_mb=" + std::to_string(map_size_mb),
-         "lwm2m.objects_dir=" + std::string(LWM2MD_SOURCE_DIR) + "/config/objects",
+    InProcessServerTest::StartServer(
+        {"store.map_size_mb=" + std::to_string(map_size_mb),
          std::string("lwm2m.allow_unknown_endpoints=") +
-             (allow_unknown_endpoints ? "true" : "false")});
-    ASSERT_TRUE(config.ok()) << config.status();
-    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(*config, std::move(on_fatal));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    events_ = server_->events().Subscribe({});
-  }
-  void StopServer() {
-    events_.reset();
-    server_.reset();
-  }
-
-  uint16_t port() const { return server_->coap_listeners()[0].local.port(); }
-
-  // The next event of one of the given types within a few seconds.
-  std::optional<lwm2m::Event> NextEvent(std::string_view type, absl::Duration wait = absl::Seconds(5)) {
-    const absl::Time deadline = absl::Now() + wait;
-    while (absl::Now() < deadline) {
-      std::optional<lwm2m::Event> event = events_->Next(deadline - absl::Now());
-      if (event && event->type == type) return event;
-    }
-    return std::nullopt;
+             (allow_unknown_endpoints ? "true" : "false")},
+        std::move(on_fatal));
   }
 
   uint64_t StoredRegistrations() {
@@ -85,10 +51,6 @@ class RegistrationTest : public ::testing::Test {
     EXPECT_TRUE(count.ok());
     return count.ok() ? *count : 0;
   }
-
-  std::filesystem::path dir_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<lwm2m::EventSubscription> events_;
 };
 
 TEST_F(RegistrationTest, RegisterUpdateDeregisterWithEventsExactlyAsTheReference) {
