@@ -525,7 +525,7 @@ bool DtlsServer::Send(int listener, const net::PeerAddress& to,
   if (session != nullptr && session->pending != nullptr && !Resume(session)) session = nullptr;
   // A request to a device whose session sleeps in the store wakes the session.
   if (session == nullptr && options_.session_store != nullptr) {
-    session = RestoreByAddress(to, listener);
+    session = RestoreByAddress(to, listener, /*for_send=*/true);
   }
   if (session == nullptr || !session->established || session->listener != listener) {
     metrics_.send_failures.Add();
@@ -559,7 +559,7 @@ DtlsServer::Session* DtlsServer::Find(const net::ReceivedDatagram& datagram) {
   }
   if (options_.session_store == nullptr) return nullptr;
   return with_id ? RestoreById(id, datagram.listener)
-                 : RestoreByAddress(datagram.peer, datagram.listener);
+                 : RestoreByAddress(datagram.peer, datagram.listener, /*for_send=*/false);
 }
 
 void DtlsServer::Touch(Session* session) {
@@ -668,10 +668,11 @@ DtlsServer::Session* DtlsServer::RestoreById(uint64_t connection_id, int listene
   absl::StatusOr<std::optional<std::string>> stored =
       options_.session_store->Get(store::Table::kDtlsSessions, SessionKey(connection_id));
   if (!stored.ok() || !stored->has_value()) return nullptr;
-  return Restore(**stored, listener, /*address_key_is_ours=*/false);
+  return Restore(**stored, listener, /*address_key_is_ours=*/false, /*for_send=*/false);
 }
 
-DtlsServer::Session* DtlsServer::RestoreByAddress(const net::PeerAddress& peer, int listener) {
+DtlsServer::Session* DtlsServer::RestoreByAddress(const net::PeerAddress& peer, int listener,
+                                                  bool for_send) {
   absl::StatusOr<std::optional<std::string>> id =
       options_.session_store->Get(store::Table::kDtlsSessions, AddressKey(peer));
   if (!id.ok() || !id->has_value()) return nullptr;
@@ -680,16 +681,23 @@ DtlsServer::Session* DtlsServer::RestoreByAddress(const net::PeerAddress& peer, 
   absl::StatusOr<std::optional<std::string>> stored =
       options_.session_store->Get(store::Table::kDtlsSessions, SessionKey(*connection_id));
   if (!stored.ok() || !stored->has_value()) return nullptr;
-  return Restore(**stored, listener, /*address_key_is_ours=*/true);
+  return Restore(**stored, listener, /*address_key_is_ours=*/true, for_send);
 }
 
 DtlsServer::Session* DtlsServer::Restore(std::string_view stored, int listener,
-                                         bool address_key_is_ours) {
+                                         bool address_key_is_ours, bool for_send) {
   absl::StatusOr<SavedSession> saved = DecodeSavedSession(stored);
   if (!saved.ok()) {
     LWM2MD_LOG(kWarning, "dtls: %s", saved.status().message());
     metrics_.sessions_expired.Add();
     return nullptr;
+  }
+  if (for_send && options_.shard_count > 0) {
+    const int home = saved->connection_id_used
+                         ? ShardOfConnectionId(saved->connection_id) % options_.shard_count
+                         : net::SteeringShard(saved->peer, options_.shard_count);
+    // Left in the store for the shard whose device records will restore it.
+    if (home != io_.shard_id()) return nullptr;
   }
   // The address key goes with the session only if it still names it: a newer session from
   // that address may have been saved since.

@@ -87,6 +87,11 @@ struct DtlsOptions {
   absl::Duration idle_save_after = absl::Seconds(60);
   // A saved session not resumed within this long is forgotten.
   absl::Duration saved_max_age = absl::Hours(24 * 14);
+  // The shards of the group (0: unknown). A message the server sends restores a stored
+  // session only on the shard the device's records reach (net/steering.h): two shards
+  // restoring one session would both send records under its keys with the same sequence
+  // numbers.
+  int shard_count = 0;
   // The server's certificate and how client certificates are judged; without a server
   // certificate only PSK suites are served.
   CertificateOptions certificates;
@@ -154,9 +159,12 @@ class DtlsServer {
   bool Resume(Session* session);
   // The stored session with this connection id, or the one last seen at this address,
   // restored into memory on the given listener; null when there is none (or it aged out).
+  // for_send: restoring for a message the server sends, which only the shard the device's
+  // records reach may do (DtlsOptions::shard_count).
   Session* RestoreById(uint64_t connection_id, int listener);
-  Session* RestoreByAddress(const net::PeerAddress& peer, int listener);
-  Session* Restore(std::string_view stored, int listener, bool address_key_is_ours);
+  Session* RestoreByAddress(const net::PeerAddress& peer, int listener, bool for_send);
+  Session* Restore(std::string_view stored, int listener, bool address_key_is_ours,
+                   bool for_send);
   // The session for a record or a send: in memory (resumed if being saved) or restored.
   Session* Find(const net::ReceivedDatagram& datagram);
   void Sweep();

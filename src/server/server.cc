@@ -164,6 +164,7 @@ absl::StatusOr<dtls::DtlsOptions> ToDtlsOptions(const Config& config,
   options.handshake_timeout_max = absl::Milliseconds(config.dtls.handshake_timeout_max_ms);
   options.max_sessions = config.dtls.max_sessions_per_shard;
   options.session_store = store;
+  options.shard_count = net::ResolveShardCount(config.shards);
   options.idle_save_after = absl::Seconds(config.dtls.session_idle_save_s);
   options.saved_max_age = absl::Seconds(config.dtls.saved_session_max_age_s);
   options.psk_lookup = [endpoints](std::string_view identity) -> std::optional<dtls::PskCredential> {
