@@ -9,6 +9,7 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ciphersuites.h>
 #include <mbedtls/ssl_cookie.h>
+#include <malloc.h>
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -760,10 +761,19 @@ void DtlsServer::Sweep() {
   constexpr int kMaxSavesPerSweep = 4096;
   if (options_.idle_save_after > absl::ZeroDuration()) {
     const auto idle = std::chrono::microseconds(absl::ToInt64Microseconds(options_.idle_save_after));
-    for (int saves = 0; idle_head_ != nullptr && idle_head_->last_active + idle <= now &&
-                        saves < kMaxSavesPerSweep;
+    int saves = 0;
+    for (; idle_head_ != nullptr && idle_head_->last_active + idle <= now &&
+           saves < kMaxSavesPerSweep;
          ++saves) {
       Save(idle_head_, SaveReason::kIdle);
+    }
+    // glibc keeps freed memory for reuse; when sessions go idle by the thousand (after a
+    // storm of handshakes) the process would keep their ~7 KiB each. Giving it back costs a
+    // walk of the heap, so only after a few MiB were freed.
+    saved_since_trim_ += saves;
+    if (saved_since_trim_ >= kSavesPerTrim) {
+      saved_since_trim_ = 0;
+      malloc_trim(0);
     }
   }
   std::vector<Session*> settled;

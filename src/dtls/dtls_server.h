@@ -210,6 +210,9 @@ class DtlsServer {
   // Sessions whose save is on its way to the store (their contexts already freed).
   absl::flat_hash_map<Session*, bool> saving_;
   net::TimerWheel::Id sweep_timer_ = net::TimerWheel::kNoTimer;
+  // Sessions saved since the heap was last trimmed (Sweep).
+  static constexpr int kSavesPerTrim = 512;
+  int saved_since_trim_ = 0;
   // Where the purge of aged-out saved sessions goes on (shard 0 only).
   std::string purge_after_;
 };
