@@ -14,7 +14,7 @@ metric() {  # sum of a family's samples in /metrics, label filter optional
     awk -v f="$1" -v l="${2:-}" '($1 == f || index($1, f "{") == 1) && index($1, l) { s += $2 } END { print s + 0 }'
 }
 
-start_lwm2md "$binary" --set shards=2 --set 'coap.listen=["127.0.0.1"]'
+start_lwm2md "$binary" --set shards=2 --set 'coap.listen=["127.0.0.1", "::1"]'
 [ -n "$COAPS_PORT" ] || fail "no 'listening coaps 127.0.0.1:PORT' line in the log"
 start_capture "$COAPS_PORT" "$WORK/dtls.pcap"
 
@@ -38,6 +38,11 @@ coaps() {  # identity key method path [coap-client options...]
 # A GET over DTLS.
 out=$(coaps psk-dev-id "$key" get .well-known/core) || true
 grep -q '</rd>' <<<"$out" || fail "GET /.well-known/core over DTLS: $out"
+# The same over IPv6.
+[ -n "$COAPS6_PORT" ] || fail "no 'listening coaps [::1]:PORT' line in the log"
+out=$(timeout 20 "$client" -v 6 -u psk-dev-id -k "$key" -m get \
+  "coaps://[::1]:$COAPS6_PORT/.well-known/core" 2>&1) || true
+grep -q '</rd>' <<<"$out" || fail "GET /.well-known/core over DTLS on IPv6: $out"
 # Register over DTLS under the identity's own endpoint name.
 out=$(coaps psk-dev-id "$key" post 'rd?ep=psk-dev&lt=300&lwm2m=1.1&b=U' -t 40 -e '</1/0>,</3/0>') || true
 grep -q '2\.01' <<<"$out" || fail "Register over DTLS not answered 2.01: $out"

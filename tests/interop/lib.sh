@@ -61,6 +61,7 @@ start_lwm2md() {
   COAP_PORT=$(sed -n 's/.*listening coap 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/lwm2md.log" | head -1)
   COAP6_PORT=$(sed -n 's/.*listening coap \[::1\]:\([0-9]*\).*/\1/p' "$WORK/lwm2md.log" | head -1)
   COAPS_PORT=$(sed -n 's/.*listening coaps 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/lwm2md.log" | head -1)
+  COAPS6_PORT=$(sed -n 's/.*listening coaps \[::1\]:\([0-9]*\).*/\1/p' "$WORK/lwm2md.log" | head -1)
   HTTP_PORT=$(sed -n 's/.*listening https\{0,1\} [^ ]*:\([0-9]*\).*/\1/p' "$WORK/lwm2md.log" | head -1)
   [ -n "$COAP_PORT" ] || fail "no 'listening coap 127.0.0.1:PORT' line in the log"
 }
