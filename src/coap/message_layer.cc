@@ -245,7 +245,21 @@ void DedupCache::Insert(const net::PeerAddress& peer, uint16_t mid, net::TimePoi
 }
 
 void DedupCache::Expire(net::TimePoint now) {
+  if (count_ == 0 || At(head_seq_).expiry > now) return;
   while (count_ > 0 && At(head_seq_).expiry <= now) PopOldest(/*evicting=*/false);
+  // A burst (a registration storm) grows the ring, its index and the arena to their
+  // bounds; once its records expire that memory would otherwise stay with the shard for
+  // good. An idle cache gives everything back, a sparse one shrinks its ring and index
+  // (to half full, so that steady traffic does not resize back and forth); the arena, sized
+  // by configuration, stays while any record lives.
+  if (count_ == 0) {
+    ring_ = std::vector<Record>();
+    ring_mask_ = 0;
+    index_ = SlotIndex();
+    arena_ = std::vector<uint8_t>();
+  } else if (ring_.size() >= kShrinkMinRing && count_ < ring_.size() / 8) {
+    Resize(std::bit_ceil(std::max<size_t>(16, 2 * count_)));
+  }
 }
 
 void DedupCache::PopOldest(bool evicting) {
@@ -273,7 +287,10 @@ void DedupCache::PopOldest(bool evicting) {
 }
 
 void DedupCache::Grow() {
-  const size_t size = std::min(std::max<size_t>(16, ring_.size() * 2), max_ring_size_);
+  Resize(std::min(std::max<size_t>(16, ring_.size() * 2), max_ring_size_));
+}
+
+void DedupCache::Resize(size_t size) {
   std::vector<Record> ring(size);
   const uint64_t mask = size - 1;
   for (uint64_t seq = head_seq_; seq != head_seq_ + count_; ++seq) ring[seq & mask] = At(seq);

@@ -201,6 +201,10 @@ class DedupCache {
   size_t size() const { return index_.size(); }
   uint64_t evictions() const { return evictions_; }
   size_t arena_used() const { return static_cast<size_t>(write_pos_ - reclaim_pos_); }
+  // Heap bytes held by the ring, its index and the arena (what the shard's RSS pays).
+  size_t allocated_bytes() const {
+    return ring_.capacity() * sizeof(Record) + index_.capacity() * 8 + arena_.capacity();
+  }
 
  private:
   using Key = PeerMessageId;
@@ -224,6 +228,10 @@ class DedupCache {
   SlotIndex::ProbeResult Probe(uint32_t hash, const Key& key) const;
   void PopOldest(bool evicting);
   void Grow();
+  // Moves the live records into a ring of `size` records (a power of two >= count_).
+  void Resize(size_t size);
+  // Rings smaller than this are not worth shrinking.
+  static constexpr size_t kShrinkMinRing = 1024;
   uint64_t Allocate(size_t n);
 
   size_t max_entries_;

@@ -1,6 +1,9 @@
 #include "lwm2m/billing.h"
 
 #include <simdjson.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <memory>
@@ -157,6 +160,15 @@ void BillingCounters::FlushLoop() {
     }
     // Errors are logged by Flush (once per failure streak) and the deltas kept.
     Flush().IgnoreError();
+    // A flush after a registration storm builds one row per endpoint (tens of megabytes for
+    // a large fleet) on this thread, and the store's writer copies them. Freed, that memory
+    // would stay in the threads' malloc arenas and in the process's RSS for good: give its
+    // free pages back to the system.
+    if (last_flush_rows_.exchange(0, std::memory_order_relaxed) >= kTrimAfterRows) {
+#ifdef __GLIBC__
+      malloc_trim(0);
+#endif
+    }
   }
 }
 
@@ -249,6 +261,7 @@ absl::Status BillingCounters::Flush() {
   }
   taken.clear();
   if (rows.empty()) return absl::OkStatus();
+  last_flush_rows_.store(rows.size(), std::memory_order_relaxed);
 
   // Read-modify-write. Safe without a transaction spanning the read: this component is the
   // only writer of the counters table, flushes are serialised by flush_mutex_, and each flush

@@ -200,6 +200,10 @@ class BillingCounters {
   mutable absl::Mutex flush_mutex_;
   bool last_flush_failed_ ABSL_GUARDED_BY(flush_mutex_) = false;
 
+  // Rows the last flush wrote, for the flush thread's decision to return freed memory.
+  static constexpr size_t kTrimAfterRows = 4096;
+  std::atomic<size_t> last_flush_rows_{0};
+
   absl::Mutex thread_mutex_;
   bool stopping_ ABSL_GUARDED_BY(thread_mutex_) = false;
   bool stopped_ ABSL_GUARDED_BY(thread_mutex_) = false;

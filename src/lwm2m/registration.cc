@@ -43,7 +43,7 @@ void Registration::Apply(const RegistrationRequest& update) {
   if (update.binding) binding = *update.binding;
   if (update.queue_mode) queue_mode = *update.queue_mode;
   if (update.sms_number) sms_number = *update.sms_number;
-  if (update.objects) objects = *update.objects;
+  if (update.objects) objects = std::make_shared<const ObjectLinks>(*update.objects);
 }
 
 std::string Registration::Serialize() const {
@@ -56,12 +56,12 @@ std::string Registration::Serialize() const {
       .Key("b").Uint(binding)
       .Key("q").Bool(queue_mode)
       .Key("sms").String(sms_number)
-      .Key("alt").String(objects.alternate_path);
+      .Key("alt").String(objects->alternate_path);
   json.Key("ct").BeginArray();
-  for (uint16_t format : objects.content_formats) json.Uint(format);
+  for (uint16_t format : objects->content_formats) json.Uint(format);
   json.EndArray();
   json.Key("links").BeginArray();
-  for (const ObjectLink& link : objects.links) {
+  for (const ObjectLink& link : objects->links) {
     json.BeginObject().Key("o").Uint(link.object_id);
     if (link.instance_id) json.Key("i").Uint(*link.instance_id);
     if (!link.version.empty()) json.Key("v").String(link.version);
@@ -110,14 +110,15 @@ absl::StatusOr<Registration> Registration::Parse(std::string_view serialized) {
   if (root["q"].get_bool().get(flag) != simdjson::SUCCESS) return Corrupt("bad queue mode");
   r.queue_mode = flag;
   string_field("sms", &r.sms_number);
-  if (!string_field("alt", &r.objects.alternate_path)) return Corrupt("no alternate path");
+  ObjectLinks objects;
+  if (!string_field("alt", &objects.alternate_path)) return Corrupt("no alternate path");
   simdjson::dom::array array;
   if (root["ct"].get_array().get(array) == simdjson::SUCCESS) {
     for (simdjson::dom::element format : array) {
       if (format.get_uint64().get(number) != simdjson::SUCCESS || number > 0xFFFF) {
         return Corrupt("bad content format");
       }
-      r.objects.content_formats.push_back(static_cast<uint16_t>(number));
+      objects.content_formats.push_back(static_cast<uint16_t>(number));
     }
   }
   if (root["links"].get_array().get(array) != simdjson::SUCCESS) return Corrupt("no links");
@@ -132,8 +133,9 @@ absl::StatusOr<Registration> Registration::Parse(std::string_view serialized) {
       link.instance_id = static_cast<uint16_t>(number);
     }
     if (element["v"].get_string().get(text) == simdjson::SUCCESS) link.version.assign(text);
-    r.objects.links.push_back(std::move(link));
+    objects.links.push_back(std::move(link));
   }
+  r.objects = std::make_shared<const ObjectLinks>(std::move(objects));
   if (root["addr"].get_string().get(text) != simdjson::SUCCESS) return Corrupt("no address");
   std::optional<net::PeerAddress> address = net::PeerAddress::Parse(text);
   if (!address) return Corrupt(absl::StrCat("bad address \"", base::Absl(text), "\""));
@@ -161,7 +163,7 @@ std::string Registration::EventPayload() const {
   // The discovery tree lists objects in id order and, under each, the instances the client
   // reported; an object without instances is an empty object (the reference's "2": {}).
   std::map<uint16_t, std::set<uint16_t>> tree;
-  for (const ObjectLink& link : objects.links) {
+  for (const ObjectLink& link : objects->links) {
     std::set<uint16_t>& instances = tree[link.object_id];
     if (link.instance_id) instances.insert(*link.instance_id);
   }

@@ -4,11 +4,13 @@
 // persisted form (the kRegistrations table: endpoint name → Serialize()) and its event payload.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "lwm2m/object_links_pool.h"
 #include "lwm2m/registration_params.h"
 #include "net/peer_address.h"
 
@@ -28,7 +30,9 @@ struct Registration {
   uint8_t binding = binding::kUdp;
   bool queue_mode = false;
   std::string sms_number;
-  ObjectLinks objects;
+  // Immutable and shared: registrations with equal lists hold one copy (ObjectLinksPool).
+  // Never null; replaced as a whole when an Update carries a new list.
+  std::shared_ptr<const ObjectLinks> objects = EmptyObjectLinks();
   net::PeerAddress address;
   int listener = 0;
   CredentialsKind credentials = CredentialsKind::kNone;

@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -41,6 +42,10 @@ struct ObjectLink {
   std::string version;
 
   bool operator==(const ObjectLink&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const ObjectLink& link) {
+    return H::combine(std::move(h), link.object_id, link.instance_id, link.version);
+  }
 };
 
 struct ObjectLinks {
@@ -50,6 +55,12 @@ struct ObjectLinks {
   // The ct attribute of that root link: the content formats the client supports (1.1).
   std::vector<uint16_t> content_formats;
   std::vector<ObjectLink> links;
+
+  bool operator==(const ObjectLinks&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const ObjectLinks& links) {
+    return H::combine(std::move(h), links.alternate_path, links.content_formats, links.links);
+  }
 };
 
 struct RegistrationRequest {

@@ -248,15 +248,15 @@ RegistrationService::RegistrationService(net::Shard& shard, coap::ResourceTree& 
 
 RegistrationService::~RegistrationService() {
   hub_.Detach(shard_id_);
-  for (auto& [id, entry] : by_id_) {
+  for (const std::unique_ptr<Entry>& entry : by_id_) {
     shard_.timers().Cancel(entry->expiry_timer);
     shard_.timers().Cancel(entry->missing_timer);
   }
 }
 
 const Registration* RegistrationService::FindByEndpoint(std::string_view endpoint) const {
-  auto it = by_endpoint_.find(base::Absl(endpoint));
-  return it == by_endpoint_.end() ? nullptr : &it->second->registration;
+  auto it = by_endpoint_.find(endpoint);
+  return it == by_endpoint_.end() ? nullptr : &(*it)->registration;
 }
 
 absl::Time RegistrationService::WallNow() const { return absl::Now(); }
@@ -274,7 +274,7 @@ std::string RegistrationService::NewId() {
   for (;;) {
     std::string id(8, ' ');
     for (char& c : id) c = kAlphabet[absl::Uniform<size_t>(random_, 0, sizeof(kAlphabet) - 1)];
-    if (!by_id_.contains(id) && !hub_.EndpointForId(id)) return id;
+    if (!by_id_.contains(std::string_view(id)) && !hub_.EndpointForId(id)) return id;
   }
 }
 
@@ -345,7 +345,7 @@ void RegistrationService::OnRegister(coap::Exchange& exchange) {
   registration.binding = *request->binding;
   registration.queue_mode = *request->queue_mode;
   if (request->sms_number) registration.sms_number = std::move(*request->sms_number);
-  registration.objects = std::move(*request->objects);
+  registration.objects = object_links_.Intern(std::move(*request->objects));
   registration.address = exchange.peer();
   registration.listener = exchange.listener();
   registration.credentials = admission.credentials;
@@ -416,16 +416,16 @@ void RegistrationService::CommitRegister(Registration registration, Admission ad
         }
         // A registration under the same name, here or on another shard, is replaced
         // (Core TS 1.1 §6.2.1: the new registration supersedes the old one).
-        auto existing = service.by_endpoint_.find(base::Absl(registration.endpoint));
+        auto existing = service.by_endpoint_.find(std::string_view(registration.endpoint));
         if (existing != service.by_endpoint_.end()) {
-          service.Remove(existing->second, RemoveReason::kReplaced);
+          service.Remove(*existing, RemoveReason::kReplaced);
         } else if (std::optional<DirectoryEntry> old =
                        service.hub_.options().directory->Lookup(registration.endpoint);
                    old && old->shard != service.shard_id_) {
           const std::string old_id = old->location.substr(4);  // strip "/rd/"
           service.hub_.RunOn(old->shard, [old_id](RegistrationService& owner) {
-            auto it = owner.by_id_.find(old_id);
-            if (it != owner.by_id_.end()) owner.Remove(it->second.get(), RemoveReason::kReplaced);
+            auto it = owner.by_id_.find(std::string_view(old_id));
+            if (it != owner.by_id_.end()) owner.Remove(it->get(), RemoveReason::kReplaced);
           });
         }
         Entry* entry = service.Install(std::move(registration), admission.missing_timeout);
@@ -500,12 +500,12 @@ void RegistrationService::CommitUpdate(Registration updated, coap::DeferredRespo
               .Add();
           return RespondLater(response, StoreErrorCode(status, *service.hub_.options().store), base::Std(status.message()));
         }
-        auto it = service.by_id_.find(updated.id);
+        auto it = service.by_id_.find(std::string_view(updated.id));
         if (it == service.by_id_.end()) {
           // De-registered, expired or replaced while the write was in flight.
           return RespondLater(response, coap::code::kNotFound, "no such registration");
         }
-        Entry* current = it->second.get();
+        Entry* current = it->get();
         const bool was_missing = current->missing;
         if (auto a = service.by_address_.find(current->registration.address);
             a != service.by_address_.end() && a->second == current) {
@@ -513,6 +513,8 @@ void RegistrationService::CommitUpdate(Registration updated, coap::DeferredRespo
         }
         service.by_address_[updated.address] = current;
         current->registration = std::move(updated);
+        current->registration.objects =
+            service.object_links_.Intern(std::move(current->registration.objects));
         current->missing = false;
         service.ScheduleTimers(current);
         const Registration& r = current->registration;
@@ -574,9 +576,9 @@ void RegistrationService::OnDeregister(coap::Exchange& exchange, std::string_vie
                 .Add();
             return RespondLater(response, StoreErrorCode(status, *service.hub_.options().store), base::Std(status.message()));
           }
-          auto it = service.by_id_.find(id);
+          auto it = service.by_id_.find(std::string_view(id));
           if (it != service.by_id_.end()) {
-            service.Remove(it->second.get(), RemoveReason::kDeregistered);
+            service.Remove(it->get(), RemoveReason::kDeregistered);
           }
           service.metrics_.deregisters.Add();
           response.Respond(coap::Response(coap::code::kDeleted));
@@ -586,7 +588,7 @@ void RegistrationService::OnDeregister(coap::Exchange& exchange, std::string_vie
 
 void RegistrationService::MoveHereThen(std::string_view id,
                                        absl::AnyInvocable<void(Entry*)> then) {
-  if (auto it = by_id_.find(base::Absl(id)); it != by_id_.end()) return then(it->second.get());
+  if (auto it = by_id_.find(id); it != by_id_.end()) return then(it->get());
   std::optional<std::string> endpoint = hub_.EndpointForId(id);
   std::optional<DirectoryEntry> owner;
   if (endpoint) owner = hub_.options().directory->Lookup(*endpoint);
@@ -599,13 +601,13 @@ void RegistrationService::MoveHereThen(std::string_view id,
   RegistrationHub* hub = &hub_;
   hub_.RunOn(owner->shard, [hub, here, id = std::string(id),
                             then = std::move(then)](RegistrationService& owner_service) mutable {
-    auto it = owner_service.by_id_.find(id);
+    auto it = owner_service.by_id_.find(std::string_view(id));
     std::optional<Registration> moved;
     absl::Duration missing_timeout;
     if (it != owner_service.by_id_.end()) {
-      missing_timeout = it->second->missing_timeout;
-      moved = it->second->registration;
-      owner_service.Remove(it->second.get(), RemoveReason::kMoved, here);
+      missing_timeout = (*it)->missing_timeout;
+      moved = (*it)->registration;
+      owner_service.Remove(it->get(), RemoveReason::kMoved, here);
     }
     hub->RunOn(here, [moved = std::move(moved), missing_timeout,
                       then = std::move(then)](RegistrationService& service) mutable {
@@ -622,10 +624,15 @@ RegistrationService::Entry* RegistrationService::Install(Registration registrati
                                                          absl::Duration missing_timeout) {
   auto entry = std::make_unique<Entry>();
   entry->registration = std::move(registration);
+  entry->registration.objects = object_links_.Intern(std::move(entry->registration.objects));
   entry->missing_timeout = missing_timeout;
   Entry* raw = entry.get();
   const Registration& r = raw->registration;
-  by_endpoint_[r.endpoint] = raw;
+  // Replaces an entry of the same name, as assignment to a map would.
+  if (auto [it, inserted] = by_endpoint_.insert(raw); !inserted) {
+    by_endpoint_.erase(it);
+    by_endpoint_.insert(raw);
+  }
   by_address_[r.address] = raw;
   hub_.IndexId(r.id, r.endpoint);
   DirectoryEntry directory_entry;
@@ -640,7 +647,9 @@ RegistrationService::Entry* RegistrationService::Install(Registration registrati
   directory_entry.version = r.version;
   directory_entry.binding = BindingString(r.binding, r.queue_mode);
   hub_.options().directory->Put(r.endpoint, std::move(directory_entry));
-  by_id_[r.id] = std::move(entry);
+  // Location ids are unique across the hub (NewId); like a map assignment, a clash replaces.
+  by_id_.erase(std::string_view(r.id));
+  by_id_.insert(std::move(entry));
   metrics_.active.Set(by_id_.size());
   ScheduleTimers(raw);
   return raw;
@@ -649,14 +658,18 @@ RegistrationService::Entry* RegistrationService::Install(Registration registrati
 void RegistrationService::Remove(Entry* entry, RemoveReason reason, int to_shard) {
   shard_.timers().Cancel(entry->expiry_timer);
   shard_.timers().Cancel(entry->missing_timer);
-  // Copied: the entry is destroyed below.
-  const Registration registration = std::move(entry->registration);
-  if (listener_ != nullptr) listener_->OnRemoved(registration.endpoint, reason, to_shard);
-  if (auto a = by_address_.find(registration.address); a != by_address_.end() && a->second == entry) {
+  if (listener_ != nullptr) {
+    listener_->OnRemoved(entry->registration.endpoint, reason, to_shard);
+  }
+  if (auto a = by_address_.find(entry->registration.address);
+      a != by_address_.end() && a->second == entry) {
     by_address_.erase(a);
   }
-  by_endpoint_.erase(registration.endpoint);
-  by_id_.erase(registration.id);
+  // Out of the sets before the registration is moved away: they hash its id and name.
+  by_endpoint_.erase(std::string_view(entry->registration.endpoint));
+  auto owned = by_id_.extract(std::string_view(entry->registration.id));
+  // Moved out: the entry is destroyed at the end of this scope.
+  const Registration registration = std::move(owned.value()->registration);
   metrics_.active.Set(by_id_.size());
   switch (reason) {
     case RemoveReason::kMoved:
@@ -685,18 +698,17 @@ void RegistrationService::ScheduleTimers(Entry* entry) {
   // lifetime is infinite").
   if (r.lifetime_seconds != 0) {
     entry->expiry_timer =
-        timers.Schedule(Deadline(r.expires_at()), [this, id = r.id] { OnExpired(id); });
+        timers.Schedule(Deadline(r.expires_at()), [this, entry] { OnExpired(entry); });
   }
   if (entry->missing_timeout > absl::ZeroDuration() && !entry->missing) {
     entry->missing_timer = timers.Schedule(Deadline(r.last_seen + entry->missing_timeout),
-                                           [this, id = r.id] { OnMissing(id); });
+                                           [this, entry] { OnMissing(entry); });
   }
 }
 
-void RegistrationService::OnExpired(const std::string& id) {
-  auto it = by_id_.find(id);
-  if (it == by_id_.end()) return;
-  Entry* entry = it->second.get();
+// The timers capture the entry itself (no copy of its id): Remove cancels them before the
+// entry goes, so an entry that a timer names is alive.
+void RegistrationService::OnExpired(Entry* entry) {
   entry->expiry_timer = net::TimerWheel::kNoTimer;
   const Registration& r = entry->registration;
   // Deleted from the store only while the stored record is still this registration's: a
@@ -716,10 +728,7 @@ void RegistrationService::OnExpired(const std::string& id) {
   Remove(entry, RemoveReason::kExpired);
 }
 
-void RegistrationService::OnMissing(const std::string& id) {
-  auto it = by_id_.find(id);
-  if (it == by_id_.end()) return;
-  Entry* entry = it->second.get();
+void RegistrationService::OnMissing(Entry* entry) {
   entry->missing_timer = net::TimerWheel::kNoTimer;
   entry->missing = true;
   metrics_.missing.Add();

@@ -22,12 +22,16 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/random/random.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/strings.h"
 #include "coap/resource_tree.h"
 #include "lwm2m/endpoint_directory.h"
 #include "lwm2m/event_bus.h"
+#include "lwm2m/object_links_pool.h"
 #include "lwm2m/registration.h"
 #include "net/shard.h"
 #include "net/shard_counter.h"
@@ -222,8 +226,8 @@ class RegistrationService {
   Entry* Install(Registration registration, absl::Duration missing_timeout);
   void Remove(Entry* entry, RemoveReason reason, int to_shard = -1);
   void ScheduleTimers(Entry* entry);
-  void OnExpired(const std::string& id);
-  void OnMissing(const std::string& id);
+  void OnExpired(Entry* entry);
+  void OnMissing(Entry* entry);
   void Publish(std::string_view type, const Registration& registration, std::string payload);
   void PublishDeregister(const Registration& registration, std::string_view reason);
   std::string NewId();
@@ -234,9 +238,36 @@ class RegistrationService {
   RegistrationHub& hub_;
   RegistrationMetrics& metrics_;
   const int shard_id_;
-  absl::flat_hash_map<std::string, std::unique_ptr<Entry>> by_id_;
-  absl::flat_hash_map<std::string, Entry*> by_endpoint_;
+  // Keyed by views of the entry's own id and endpoint name: a registration's strings are
+  // stored once, in the entry. Neither key changes while the entry is in the set.
+  template <std::string Registration::*kKey>
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view key) const { return absl::HashOf(base::Absl(key)); }
+    size_t operator()(const Entry* entry) const { return (*this)(entry->registration.*kKey); }
+    size_t operator()(const std::unique_ptr<Entry>& entry) const { return (*this)(entry.get()); }
+  };
+  template <std::string Registration::*kKey>
+  struct KeyEq {
+    using is_transparent = void;
+    static std::string_view View(std::string_view key) { return key; }
+    static std::string_view View(const Entry* entry) { return entry->registration.*kKey; }
+    static std::string_view View(const std::unique_ptr<Entry>& entry) {
+      return entry->registration.*kKey;
+    }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return View(a) == View(b);
+    }
+  };
+  using IdHash = KeyHash<&Registration::id>;
+  using IdEq = KeyEq<&Registration::id>;
+  using EndpointHash = KeyHash<&Registration::endpoint>;
+  using EndpointEq = KeyEq<&Registration::endpoint>;
+  absl::flat_hash_set<std::unique_ptr<Entry>, IdHash, IdEq> by_id_;  // owns the entries
+  absl::flat_hash_set<Entry*, EndpointHash, EndpointEq> by_endpoint_;
   absl::flat_hash_map<net::PeerAddress, Entry*> by_address_;
+  ObjectLinksPool object_links_;
   PeerSecurityLookup peer_security_;
   RegistrationListener* listener_ = nullptr;
   absl::BitGen random_;

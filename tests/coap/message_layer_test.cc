@@ -518,6 +518,42 @@ TEST(SlotIndexTest, MatchesModelUnderCollisionsAndWraparound) {
 // DedupCache against a model of live records, across ring growth, wraparound, supersede,
 // eviction at the entry bound, and expiry; many peers and message ids so that index runs
 // collide and wrap.
+// After a burst (a registration storm) the cache's memory goes back once its records
+// expire: a sparse cache shrinks, an empty one holds nothing, and it still works afterwards.
+TEST(DedupCacheTest, GivesMemoryBackAfterABurst) {
+  internal::DedupCache cache(65536, 1 << 20);
+  const net::PeerAddress peer = *net::PeerAddress::Parse("10.0.0.1:1");
+  const net::TimePoint now{};
+  const std::vector<uint8_t> response(40, 7);
+  const size_t idle = cache.allocated_bytes();
+  for (uint16_t mid = 0; mid < 20000; ++mid) {
+    cache.Insert(peer, mid, now, now + seconds(100), internal::DedupCache::Kind::kResponse,
+                 response);
+  }
+  // A few late records outlive the burst.
+  for (uint16_t mid = 20000; mid < 20010; ++mid) {
+    cache.Insert(peer, mid, now, now + seconds(200), internal::DedupCache::Kind::kResponse,
+                 response);
+  }
+  const size_t burst = cache.allocated_bytes();
+  EXPECT_GT(burst, 20000u * 64);
+  cache.Expire(now + seconds(100));
+  EXPECT_EQ(cache.size(), 10u);
+  EXPECT_LT(cache.allocated_bytes(), burst / 2);
+  for (uint16_t mid = 20000; mid < 20010; ++mid) {
+    const auto hit = cache.Find(peer, mid, now + seconds(150));
+    ASSERT_TRUE(hit) << mid;
+    EXPECT_EQ(hit->response.size(), response.size());
+  }
+  cache.Expire(now + seconds(200));
+  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(cache.allocated_bytes(), idle);
+  EXPECT_FALSE(cache.Find(peer, 20005, now + seconds(200)));
+  cache.Insert(peer, 1, now + seconds(200), now + seconds(300),
+               internal::DedupCache::Kind::kEmptyAck);
+  EXPECT_EQ(cache.Find(peer, 1, now + seconds(250))->kind, internal::DedupCache::Kind::kEmptyAck);
+}
+
 TEST(DedupCacheTest, MatchesModel) {
   constexpr size_t kMaxEntries = 100;  // not a power of two: the ring is larger than the bound
   internal::DedupCache cache(kMaxEntries, 1 << 20);
