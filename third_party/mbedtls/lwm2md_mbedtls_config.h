@@ -69,6 +69,11 @@
 // SHA-256: the TLS 1.2 PRF of every *_SHA256 and CCM suite, HMAC for the CBC suite and
 // the cookies, certificate signatures, and the thumbprint of a peer certificate.
 #define MBEDTLS_SHA256_C
+// Our own SHA-256 compression function (sha256_process.c beside this file, which
+// tools/setup adds to libmbedcrypto.a): the x86-64 SHA extensions when the CPU has them,
+// portable C otherwise. mbedTLS 3.6 uses SHA instructions only on Arm, and with its C
+// code SHA-256 (the PRF's HMAC) was half of the server's CPU in a PSK handshake.
+#define MBEDTLS_SHA256_PROCESS_ALT
 // SHA-384: the PRF of the *_SHA384 suites and ecdsa-with-SHA384 certificate chains.
 // (mbedTLS implements it in sha512.c; SHA-512 itself stays off.)
 #define MBEDTLS_SHA384_C
