@@ -6,6 +6,8 @@
 #endif
 
 #include <algorithm>
+#include <cstring>
+#include <new>
 #include <memory>
 #include <utility>
 
@@ -114,6 +116,85 @@ std::string CounterKey(absl::CivilDay day, std::string_view endpoint) {
   return absl::StrCat("day/", absl::FormatCivilTime(day), "/", base::Absl(endpoint));
 }
 
+// The counts first, then the name (at most kMaxEndpointNameLength bytes: HasEndpointRow).
+class BillingCounters::Tally {
+ public:
+  static TallyPtr Make(std::string_view name) {
+    LWM2MD_CHECK(name.size() <= UINT8_MAX);
+    void* memory = ::operator new(sizeof(Tally) + name.size());
+    auto* tally = new (memory) Tally();
+    tally->name_size_ = static_cast<uint8_t>(name.size());
+    std::memcpy(tally + 1, name.data(), name.size());
+    return TallyPtr(tally);
+  }
+  static void Free(Tally* tally) {
+    tally->~Tally();
+    ::operator delete(tally);
+  }
+  std::string_view name() const {
+    return std::string_view(reinterpret_cast<const char*>(this + 1), name_size_);
+  }
+  // Adds n to kind k unless the sum would not fit 32 bits (then the caller moves the endpoint
+  // to the wide map).
+  bool Add(int k, uint64_t n) {
+    if (n > UINT32_MAX - counts_[k]) return false;
+    counts_[k] += static_cast<uint32_t>(n);
+    return true;
+  }
+  BillableCounts counts() const {
+    BillableCounts wide{};
+    std::copy(counts_.begin(), counts_.end(), wide.begin());
+    return wide;
+  }
+
+ private:
+  std::array<uint32_t, kBillableKindCount> counts_{};
+  uint8_t name_size_ = 0;
+};
+
+void BillingCounters::TallyDeleter::operator()(Tally* tally) const { Tally::Free(tally); }
+size_t BillingCounters::TallyHash::operator()(std::string_view name) const {
+  return absl::HashOf(base::Absl(name));
+}
+size_t BillingCounters::TallyHash::operator()(const TallyPtr& tally) const {
+  return (*this)(tally->name());
+}
+bool BillingCounters::TallyEq::operator()(const TallyPtr& a, const TallyPtr& b) const {
+  return a->name() == b->name();
+}
+bool BillingCounters::TallyEq::operator()(const TallyPtr& a, std::string_view b) const {
+  return a->name() == b;
+}
+bool BillingCounters::TallyEq::operator()(std::string_view a, const TallyPtr& b) const {
+  return a == b->name();
+}
+
+void BillingCounters::AddSinceStart(Stripe& stripe, std::string_view endpoint, int k,
+                                    uint64_t n) {
+  if (!stripe.since_start_wide.empty()) {
+    if (auto wide = stripe.since_start_wide.find(base::Absl(endpoint));
+        wide != stripe.since_start_wide.end()) {
+      wide->second[k] += n;
+      return;
+    }
+  }
+  auto it = stripe.since_start.find(endpoint);
+  if (it == stripe.since_start.end()) it = stripe.since_start.insert(Tally::Make(endpoint)).first;
+  if ((*it)->Add(k, n)) return;
+  BillableCounts counts = (*it)->counts();
+  counts[k] += n;
+  stripe.since_start_wide.emplace(std::string(endpoint), counts);
+  stripe.since_start.erase(it);
+}
+
+void BillingCounters::AddSinceStartForTest(std::string_view endpoint, EventKind kind,
+                                           uint64_t n) {
+  LWM2MD_CHECK(KindInfo(kind).billable);
+  Stripe& stripe = StripeFor(endpoint);
+  absl::MutexLock lock(&stripe.mutex);
+  AddSinceStart(stripe, endpoint, static_cast<int>(kind), n);
+}
+
 BillingCounters::BillingCounters(BillingOptions options) : options_(std::move(options)) {
   LWM2MD_CHECK(options_.store != nullptr);
 }
@@ -201,7 +282,7 @@ void BillingCounters::Count(const Event& event) {
   if (!row) return;
   ++delta.endpoints[base::Absl(endpoint)][k];
   if (options_.endpoint_metrics && KindInfo(*kind).billable) {
-    ++stripe.since_start[base::Absl(endpoint)][k];
+    AddSinceStart(stripe, endpoint, k, 1);
   }
 }
 
@@ -389,12 +470,16 @@ KindCounts BillingCounters::CountedSinceStart() const {
 void BillingCounters::VisitEndpointCounts(
     absl::FunctionRef<void(std::string_view endpoint, const KindCounts& counts)> visit) const {
   if (!options_.endpoint_metrics) return;
-  std::vector<std::pair<std::string, std::array<uint64_t, kBillableKindCount>>> copy;
+  std::vector<std::pair<std::string, BillableCounts>> copy;
   for (const Stripe& stripe : stripes_) {
     copy.clear();
     {
       absl::MutexLock lock(&stripe.mutex);
-      copy.assign(stripe.since_start.begin(), stripe.since_start.end());
+      copy.reserve(stripe.since_start.size() + stripe.since_start_wide.size());
+      for (const TallyPtr& tally : stripe.since_start) {
+        copy.emplace_back(std::string(tally->name()), tally->counts());
+      }
+      copy.insert(copy.end(), stripe.since_start_wide.begin(), stripe.since_start_wide.end());
     }
     for (const auto& [endpoint, billable] : copy) {
       KindCounts counts{};

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,6 +31,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -161,6 +163,9 @@ class BillingCounters {
   // lose now.
   size_t pending_rows() const;
 
+  // Adds n to endpoint's since-start count of a billable kind, as n events would.
+  void AddSinceStartForTest(std::string_view endpoint, EventKind kind, uint64_t n);
+
  private:
   // Counts of one UTC day not yet written.
   struct DayDelta {
@@ -172,19 +177,45 @@ class BillingCounters {
   // different endpoints rarely wait for each other and a /metrics scrape copies one stripe at
   // a time instead of stopping every shard for the whole fleet. The price is memory: the day
   // totals are kept per stripe and summed when written or read.
+  // An endpoint's billable counts since start: one exact-size allocation holding 32-bit
+  // counts and then the name (defined in the .cc). Every endpoint that ever registered has
+  // one, so a map of std::string to 64-bit counts would cost about twice as much.
+  class Tally;
+  struct TallyDeleter {
+    void operator()(Tally* tally) const;
+  };
+  using TallyPtr = std::unique_ptr<Tally, TallyDeleter>;
+  // Keyed by the tally's own name.
+  struct TallyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view name) const;
+    size_t operator()(const TallyPtr& tally) const;
+  };
+  struct TallyEq {
+    using is_transparent = void;
+    bool operator()(const TallyPtr& a, const TallyPtr& b) const;
+    bool operator()(const TallyPtr& a, std::string_view b) const;
+    bool operator()(std::string_view a, const TallyPtr& b) const;
+  };
+  using BillableCounts = std::array<uint64_t, kBillableKindCount>;
   struct Stripe {
     mutable absl::Mutex mutex;
     // Usually one day; two around midnight or after a failed flush.
     std::vector<DayDelta> pending ABSL_GUARDED_BY(mutex);
     // Billable counts since start per endpoint, for the metrics (endpoint_metrics only).
-    absl::flat_hash_map<std::string, std::array<uint64_t, kBillableKindCount>> since_start
-        ABSL_GUARDED_BY(mutex);
+    absl::flat_hash_set<TallyPtr, TallyHash, TallyEq> since_start ABSL_GUARDED_BY(mutex);
+    // The endpoints whose count of some kind outgrew 32 bits, moved here whole so that the
+    // metric keeps counting exactly.
+    absl::flat_hash_map<std::string, BillableCounts> since_start_wide ABSL_GUARDED_BY(mutex);
   };
   static constexpr int kStripeBits = 4;
   static constexpr int kStripeCount = 1 << kStripeBits;
 
   Stripe& StripeFor(std::string_view endpoint) const;
   static DayDelta& DeltaFor(std::vector<DayDelta>& pending, int64_t day);
+  // Adds n to endpoint's since-start count of billable kind k (stripe's mutex held).
+  static void AddSinceStart(Stripe& stripe, std::string_view endpoint, int k, uint64_t n)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mutex);
   // Merges deltas back into the stripes (a failed write, or for reading).
   void Restore(std::vector<DayDelta> deltas);
   absl::Time Now() const;

@@ -10,12 +10,14 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "net/peer_address.h"
@@ -61,9 +63,30 @@ class EndpointDirectory {
 
  private:
   static constexpr int kStripes = 32;
+  // An entry as stored: one exact-size allocation holding the fixed fields and then the name,
+  // location, version and binding text (defined in the .cc). A DirectoryEntry with its four
+  // strings, plus a string key, costs about three times as much per endpoint, and a directory
+  // holds every registered endpoint.
+  class Record;
+  struct RecordDeleter {
+    void operator()(Record* record) const;
+  };
+  using RecordPtr = std::unique_ptr<Record, RecordDeleter>;
+  // Keyed by the record's own name: the set is the map, without a second copy of the key.
+  struct RecordHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view name) const;
+    size_t operator()(const RecordPtr& record) const;
+  };
+  struct RecordEq {
+    using is_transparent = void;
+    bool operator()(const RecordPtr& a, const RecordPtr& b) const;
+    bool operator()(const RecordPtr& a, std::string_view b) const;
+    bool operator()(std::string_view a, const RecordPtr& b) const;
+  };
   struct Stripe {
     mutable absl::Mutex mutex;
-    absl::flat_hash_map<std::string, DirectoryEntry> entries ABSL_GUARDED_BY(mutex);
+    absl::flat_hash_set<RecordPtr, RecordHash, RecordEq> entries ABSL_GUARDED_BY(mutex);
   };
   Stripe& StripeFor(std::string_view endpoint) const;
   void Count(Presence presence, int64_t delta) {

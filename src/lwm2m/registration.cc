@@ -1,11 +1,13 @@
 #include "lwm2m/registration.h"
 
+#include <cstring>
 #include <map>
 #include <set>
 #include <simdjson.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/check.h"
 #include "base/json_writer.h"
 #include "base/strings.h"
 
@@ -17,6 +19,12 @@ absl::Status Corrupt(std::string_view what) {
 }
 
 }  // namespace
+
+VersionText::VersionText(std::string_view text) {
+  LWM2MD_CHECK(Fits(text));
+  std::memcpy(text_, text.data(), text.size());
+  size_ = static_cast<uint8_t>(text.size());
+}
 
 std::string_view CredentialsName(CredentialsKind kind) {
   switch (kind) {
@@ -102,14 +110,17 @@ absl::StatusOr<Registration> Registration::Parse(std::string_view serialized) {
     return Corrupt("bad lifetime");
   }
   r.lifetime_seconds = static_cast<uint32_t>(number);
-  if (!string_field("ver", &r.version)) return Corrupt("no version");
+  if (root["ver"].get_string().get(text) != simdjson::SUCCESS) return Corrupt("no version");
+  // Only a major.minor version is ever stored (ParseRegister checks lwm2m=).
+  if (!VersionText::Fits(text)) return Corrupt("bad version");
+  r.version = VersionText(text);
   if (root["b"].get_uint64().get(number) != simdjson::SUCCESS || number > 0xFF) {
     return Corrupt("bad binding");
   }
   r.binding = static_cast<uint8_t>(number);
   if (root["q"].get_bool().get(flag) != simdjson::SUCCESS) return Corrupt("bad queue mode");
   r.queue_mode = flag;
-  string_field("sms", &r.sms_number);
+  if (root["sms"].get_string().get(text) == simdjson::SUCCESS) r.sms_number = text;
   ObjectLinks objects;
   if (!string_field("alt", &objects.alternate_path)) return Corrupt("no alternate path");
   simdjson::dom::array array;
@@ -141,13 +152,13 @@ absl::StatusOr<Registration> Registration::Parse(std::string_view serialized) {
   if (!address) return Corrupt(absl::StrCat("bad address \"", base::Absl(text), "\""));
   r.address = *address;
   if (root["l"].get_int64().get(signed_number) == simdjson::SUCCESS) {
-    r.listener = static_cast<int>(signed_number);
+    r.listener = static_cast<uint16_t>(signed_number);
   }
   if (root["cred"].get_string().get(text) == simdjson::SUCCESS) {
     if (text == "primary") r.credentials = CredentialsKind::kPrimary;
     else if (text == "alternate") r.credentials = CredentialsKind::kAlternate;
   }
-  auto time_field = [&](const char* key, absl::Time* out) {
+  auto time_field = [&](const char* key, CompactTime* out) {
     if (root[key].get_int64().get(signed_number) != simdjson::SUCCESS) return false;
     *out = absl::FromUnixMillis(signed_number);
     return true;

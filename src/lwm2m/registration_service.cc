@@ -173,21 +173,19 @@ int RegistrationHub::ShardForAddress(const net::PeerAddress& address) const {
   return net::SteeringShard(address, options_.shards);
 }
 
-std::optional<std::string> RegistrationHub::EndpointForId(std::string_view id) const {
+std::optional<int> RegistrationHub::ShardForId(std::string_view id) const {
   absl::MutexLock lock(&ids_mutex_);
-  auto it = endpoint_by_id_.find(base::Absl(id));
-  if (it == endpoint_by_id_.end()) return std::nullopt;
-  return it->second;
+  return shard_by_id_.Find(id);
 }
 
-void RegistrationHub::IndexId(std::string_view id, std::string_view endpoint) {
+void RegistrationHub::IndexId(std::string_view id, int shard_id) {
   absl::MutexLock lock(&ids_mutex_);
-  endpoint_by_id_.insert_or_assign(std::string(id), std::string(endpoint));
+  shard_by_id_.Put(id, shard_id);
 }
 
 void RegistrationHub::UnindexId(std::string_view id) {
   absl::MutexLock lock(&ids_mutex_);
-  endpoint_by_id_.erase(base::Absl(id));
+  shard_by_id_.Erase(id);
 }
 
 void RegistrationHub::Attach(int shard_id, net::Shard* shard, RegistrationService* service) {
@@ -274,7 +272,7 @@ std::string RegistrationService::NewId() {
   for (;;) {
     std::string id(8, ' ');
     for (char& c : id) c = kAlphabet[absl::Uniform<size_t>(random_, 0, sizeof(kAlphabet) - 1)];
-    if (!by_id_.contains(std::string_view(id)) && !hub_.EndpointForId(id)) return id;
+    if (!by_id_.contains(std::string_view(id)) && !hub_.ShardForId(id)) return id;
   }
 }
 
@@ -341,13 +339,13 @@ void RegistrationService::OnRegister(coap::Exchange& exchange) {
   registration.endpoint = std::move(request->endpoint);
   registration.id = NewId();
   registration.lifetime_seconds = *request->lifetime_seconds;
-  registration.version = *request->lwm2m_version;
+  registration.version = VersionText(*request->lwm2m_version);
   registration.binding = *request->binding;
   registration.queue_mode = *request->queue_mode;
-  if (request->sms_number) registration.sms_number = std::move(*request->sms_number);
+  if (request->sms_number) registration.sms_number = *request->sms_number;
   registration.objects = object_links_.Intern(std::move(*request->objects));
   registration.address = exchange.peer();
-  registration.listener = exchange.listener();
+  registration.listener = static_cast<uint16_t>(exchange.listener());
   registration.credentials = admission.credentials;
   registration.registered_at = now;
   registration.updated_at = now;
@@ -478,7 +476,7 @@ void RegistrationService::OnUpdate(coap::Exchange& exchange, std::string_view id
     Registration updated = entry->registration;
     updated.Apply(request);
     updated.address = peer;
-    updated.listener = listener;
+    updated.listener = static_cast<uint16_t>(listener);
     updated.updated_at = WallNow();
     updated.last_seen = updated.updated_at;
     CommitUpdate(std::move(updated), response);
@@ -589,25 +587,27 @@ void RegistrationService::OnDeregister(coap::Exchange& exchange, std::string_vie
 void RegistrationService::MoveHereThen(std::string_view id,
                                        absl::AnyInvocable<void(Entry*)> then) {
   if (auto it = by_id_.find(id); it != by_id_.end()) return then(it->get());
-  std::optional<std::string> endpoint = hub_.EndpointForId(id);
-  std::optional<DirectoryEntry> owner;
-  if (endpoint) owner = hub_.options().directory->Lookup(*endpoint);
-  if (!owner || owner->location != absl::StrCat("/rd/", base::Absl(id)) || owner->shard == shard_id_) {
-    return then(nullptr);
-  }
+  const std::optional<int> owner = hub_.ShardForId(id);
+  if (!owner || *owner == shard_id_) return then(nullptr);
   // The client's packets now reach this shard (its NAT port changed): the registration moves
   // here in one round trip, and the request goes on once it has arrived.
   const int here = shard_id_;
   RegistrationHub* hub = &hub_;
-  hub_.RunOn(owner->shard, [hub, here, id = std::string(id),
-                            then = std::move(then)](RegistrationService& owner_service) mutable {
+  hub_.RunOn(*owner, [hub, here, id = std::string(id),
+                      then = std::move(then)](RegistrationService& owner_service) mutable {
     auto it = owner_service.by_id_.find(std::string_view(id));
     std::optional<Registration> moved;
     absl::Duration missing_timeout;
+    // Only the endpoint's current registration moves: one already replaced by a newer
+    // Register (whose removal may still be on its way here) is as good as gone.
     if (it != owner_service.by_id_.end()) {
-      missing_timeout = (*it)->missing_timeout;
-      moved = (*it)->registration;
-      owner_service.Remove(it->get(), RemoveReason::kMoved, here);
+      const Registration& r = (*it)->registration;
+      std::optional<DirectoryEntry> current = hub->options().directory->Lookup(r.endpoint);
+      if (current && current->location == r.location()) {
+        missing_timeout = (*it)->missing_timeout;
+        moved = r;
+        owner_service.Remove(it->get(), RemoveReason::kMoved, here);
+      }
     }
     hub->RunOn(here, [moved = std::move(moved), missing_timeout,
                       then = std::move(then)](RegistrationService& service) mutable {
@@ -634,7 +634,7 @@ RegistrationService::Entry* RegistrationService::Install(Registration registrati
     by_endpoint_.insert(raw);
   }
   by_address_[r.address] = raw;
-  hub_.IndexId(r.id, r.endpoint);
+  hub_.IndexId(r.id, shard_id_);
   DirectoryEntry directory_entry;
   directory_entry.shard = shard_id_;
   directory_entry.address = r.address;

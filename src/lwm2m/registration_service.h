@@ -31,6 +31,7 @@
 #include "coap/resource_tree.h"
 #include "lwm2m/endpoint_directory.h"
 #include "lwm2m/event_bus.h"
+#include "lwm2m/location_id_index.h"
 #include "lwm2m/object_links_pool.h"
 #include "lwm2m/registration.h"
 #include "net/shard.h"
@@ -137,9 +138,9 @@ class RegistrationHub {
   int shards() const { return options_.shards; }
   const Options& options() const { return options_; }
 
-  // The endpoint a location id belongs to, for Update/De-register arriving on a shard that
-  // does not own the registration.
-  std::optional<std::string> EndpointForId(std::string_view id) const;
+  // The shard that owns the registration with this location id, for Update/De-register
+  // arriving on a shard that does not own it.
+  std::optional<int> ShardForId(std::string_view id) const;
 
   // The shard a client's registration is placed on at restore: the one its packets reach
   // (Options::shard_hint, else net::SteeringShard).
@@ -153,7 +154,7 @@ class RegistrationHub {
   void RunOn(int shard_id, absl::AnyInvocable<void(RegistrationService&)> fn);
   // The same, called on shard_id's own thread: runs at once if the service still exists.
   void RunOnHere(int shard_id, absl::AnyInvocable<void(RegistrationService&)> fn);
-  void IndexId(std::string_view id, std::string_view endpoint);
+  void IndexId(std::string_view id, int shard_id);
   void UnindexId(std::string_view id);
   std::vector<Registration> TakeRestored(int shard_id);
 
@@ -163,7 +164,9 @@ class RegistrationHub {
   std::vector<std::atomic<RegistrationService*>> services_;
 
   mutable absl::Mutex ids_mutex_;
-  absl::flat_hash_map<std::string, std::string> endpoint_by_id_ ABSL_GUARDED_BY(ids_mutex_);
+  // Id → shard only: the owner, which holds the registration, checks that it is still the
+  // endpoint's current one (MoveHereThen), so the index needs no copy of the name.
+  LocationIdIndex shard_by_id_ ABSL_GUARDED_BY(ids_mutex_);
 
   absl::Mutex restored_mutex_;
   std::vector<std::vector<Registration>> restored_ ABSL_GUARDED_BY(restored_mutex_);

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lwm2m/event_bus.h"
+#include "lwm2m/registration_params.h"
 #include "store/store.h"
 
 namespace lwm2md::lwm2m {
@@ -207,6 +209,36 @@ TEST_F(BillingTest, TapCountsEveryEventWithoutSubscribers) {
               ::testing::UnorderedElementsAre("dev1 register 3", "dev1 update 1", "dev2 data 1"));
   // Nothing is in the store before a flush.
   EXPECT_EQ(Stored(kDay, "dev1"), "");
+}
+
+TEST_F(BillingTest, EndpointCountsStayExactPast32Bits) {
+  counters_ = MakeCounters();
+  const std::string long_name(kMaxEndpointNameLength, 'e');
+  counters_->AddSinceStartForTest(long_name, EventKind::kData, 0xFFFFFFFEu);
+  counters_->Count(MakeEvent(event_type::kData, long_name));  // reaches 2^32 - 1
+  counters_->Count(MakeEvent(event_type::kRegister, long_name));
+  counters_->Count(MakeEvent(event_type::kData, "other"));
+  auto visit = [&] {
+    std::map<std::string, KindCounts> seen;
+    counters_->VisitEndpointCounts([&](std::string_view endpoint, const KindCounts& counts) {
+      EXPECT_TRUE(seen.emplace(std::string(endpoint), counts).second) << endpoint;
+    });
+    return seen;
+  };
+  auto seen = visit();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[long_name][static_cast<int>(EventKind::kData)], 0xFFFFFFFFu);
+  EXPECT_EQ(seen[long_name][static_cast<int>(EventKind::kRegister)], 1u);
+  // Past 32 bits: the endpoint's counts move to 64-bit ones, every kind kept.
+  counters_->Count(MakeEvent(event_type::kData, long_name));
+  counters_->AddSinceStartForTest(long_name, EventKind::kData, uint64_t{1} << 40);
+  counters_->Count(MakeEvent(event_type::kRegister, long_name));
+  seen = visit();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[long_name][static_cast<int>(EventKind::kData)],
+            (uint64_t{1} << 32) + (uint64_t{1} << 40));
+  EXPECT_EQ(seen[long_name][static_cast<int>(EventKind::kRegister)], 2u);
+  EXPECT_EQ(seen["other"][static_cast<int>(EventKind::kData)], 1u);
 }
 
 TEST_F(BillingTest, EndpointMetricsOffKeepsNoPerEndpointSeries) {

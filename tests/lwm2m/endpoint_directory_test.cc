@@ -47,6 +47,83 @@ TEST(EndpointDirectoryTest, PresenceCountsFollowEveryChange) {
   EXPECT_FALSE(directory.Modify("nobody", [](DirectoryEntry&) {}));
 }
 
+DirectoryEntry Full() {
+  DirectoryEntry entry;
+  entry.shard = 3;
+  entry.address = *net::PeerAddress::Parse("[2001:db8::7]:5683");
+  entry.listener = 2;
+  entry.location = "/rd/k3x9a0qz";
+  entry.presence = Presence::kMissing;
+  entry.registered_at = absl::FromUnixNanos(1700000000123456789);
+  entry.last_seen = absl::FromUnixNanos(1700000100987654321);
+  entry.lifetime_seconds = 4000000000u;
+  entry.version = "1.01";
+  entry.binding = "UQS";
+  return entry;
+}
+
+void ExpectSame(const DirectoryEntry& a, const DirectoryEntry& b) {
+  EXPECT_EQ(a.shard, b.shard);
+  EXPECT_EQ(a.address, b.address);
+  EXPECT_EQ(a.listener, b.listener);
+  EXPECT_EQ(a.location, b.location);
+  EXPECT_EQ(a.presence, b.presence);
+  EXPECT_EQ(a.registered_at, b.registered_at);
+  EXPECT_EQ(a.last_seen, b.last_seen);
+  EXPECT_EQ(a.lifetime_seconds, b.lifetime_seconds);
+  EXPECT_EQ(a.version, b.version);
+  EXPECT_EQ(a.binding, b.binding);
+}
+
+// The directory keeps a compact record per endpoint; every field must come back as it went in.
+TEST(EndpointDirectoryTest, LookupReturnsEveryFieldAsPut) {
+  EndpointDirectory directory;
+  const std::string long_name(255, 'n');
+  directory.Put(long_name, Full());
+  ASSERT_TRUE(directory.Lookup(long_name).has_value());
+  ExpectSame(*directory.Lookup(long_name), Full());
+  EXPECT_FALSE(directory.Lookup(std::string(254, 'n')).has_value());
+
+  DirectoryEntry plain;  // defaults, and a location without the /rd/ prefix
+  plain.location = "elsewhere";
+  directory.Put("p", plain);
+  ExpectSame(*directory.Lookup("p"), plain);
+  EXPECT_FALSE(directory.Remove("p", "/rd/elsewhere"));
+  EXPECT_TRUE(directory.Remove("p", "elsewhere"));
+  EXPECT_FALSE(directory.Remove(long_name, "k3x9a0qz"));  // the id alone is not the location
+  EXPECT_TRUE(directory.Remove(long_name, "/rd/k3x9a0qz"));
+}
+
+TEST(EndpointDirectoryTest, ModifyKeepsOtherFieldsWhetherTheTextGrowsOrNot) {
+  EndpointDirectory directory;
+  directory.Put("dev", Full());
+  DirectoryEntry expected = Full();
+  // Same text size: rewritten in place.
+  directory.Modify("dev", [](DirectoryEntry& e) {
+    e.presence = Presence::kConnected;
+    e.binding = "UQT";
+    e.last_seen += absl::Seconds(5);
+  });
+  expected.presence = Presence::kConnected;
+  expected.binding = "UQT";
+  expected.last_seen += absl::Seconds(5);
+  ExpectSame(*directory.Lookup("dev"), expected);
+  // Longer and shorter text: a new record under the same name.
+  directory.Modify("dev", [](DirectoryEntry& e) { e.binding = "UQSTN"; });
+  expected.binding = "UQSTN";
+  ExpectSame(*directory.Lookup("dev"), expected);
+  directory.Modify("dev", [](DirectoryEntry& e) {
+    e.binding = "U";
+    e.location = "/rd/x";
+  });
+  expected.binding = "U";
+  expected.location = "/rd/x";
+  ExpectSame(*directory.Lookup("dev"), expected);
+  EXPECT_EQ(directory.size(), 1u);
+  EXPECT_EQ(directory.CountByPresence()[static_cast<int>(Presence::kConnected)], 1u);
+  EXPECT_TRUE(directory.Remove("dev", "/rd/x"));
+}
+
 TEST(EndpointDirectoryTest, ConcurrentWritersKeepCountsExact) {
   EndpointDirectory directory;
   std::vector<std::thread> threads;
