@@ -135,33 +135,6 @@ class LatencyHistogram {
 
 // ---- The server's side of the window: CPU time and its own counters ----------------------
 
-// User + system CPU seconds from a proc(5) stat file (fields 14 and 15); nullopt when
-// unreadable.
-std::optional<double> StatCpuSeconds(const std::string& path) {
-  std::ifstream file(path);
-  std::string stat;
-  if (!std::getline(file, stat)) return std::nullopt;
-  // The command name (field 2) may hold spaces; fields are counted after its ')'.
-  const size_t close = stat.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  const std::string_view rest = std::string_view(stat).substr(close + 1);
-  uint64_t ticks[2] = {};
-  int field = 2;
-  size_t pos = 0;
-  while (pos < rest.size() && field < 15) {
-    while (pos < rest.size() && rest[pos] == ' ') ++pos;
-    const size_t end = std::min(rest.find(' ', pos), rest.size());
-    ++field;
-    if (field == 14 || field == 15) {
-      auto [ptr, ec] = std::from_chars(rest.data() + pos, rest.data() + end, ticks[field - 14]);
-      if (ec != std::errc()) return std::nullopt;
-    }
-    pos = end;
-  }
-  if (field < 15) return std::nullopt;
-  return static_cast<double>(ticks[0] + ticks[1]) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 // The id of pid's thread called name (lwm2md names its shard threads "shard-N"), or 0.
 int FindThread(int pid, std::string_view name) {
   const std::string dir = "/proc/" + std::to_string(pid) + "/task";
@@ -179,15 +152,6 @@ int FindThread(int pid, std::string_view name) {
   }
   closedir(tasks);
   return found;
-}
-
-double SelfCpuSeconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  auto seconds = [](const timeval& t) {
-    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
-  };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
 // Sums every sample of a family in Prometheus text format ("name{labels} value" lines).

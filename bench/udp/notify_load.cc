@@ -194,38 +194,9 @@ double SumFamily(std::string_view text, std::string_view name) {
   return sum;
 }
 
-// CPU seconds (user + system) process pid has used, all threads: fields 14 and 15 of
-// /proc/PID/stat (proc(5)); nullopt when unreadable.
+// CPU seconds (user + system) process pid has used, all threads; nullopt when unreadable.
 std::optional<double> ProcessCpuSeconds(int pid) {
-  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(file, stat)) return std::nullopt;
-  // The command name (field 2) may hold spaces; fields are counted after its ')'.
-  const size_t close = stat.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::string_view rest = std::string_view(stat).substr(close + 1);
-  uint64_t ticks[2] = {};
-  int field = 2;
-  size_t pos = 0;
-  while (pos < rest.size() && field < 15) {
-    while (pos < rest.size() && rest[pos] == ' ') ++pos;
-    const size_t end = std::min(rest.find(' ', pos), rest.size());
-    ++field;
-    if (field == 14 || field == 15) {
-      auto [ptr, ec] = std::from_chars(rest.data() + pos, rest.data() + end, ticks[field - 14]);
-      if (ec != std::errc()) return std::nullopt;
-    }
-    pos = end;
-  }
-  if (field < 15) return std::nullopt;
-  return static_cast<double>(ticks[0] + ticks[1]) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-double SelfCpuSeconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+  return StatCpuSeconds("/proc/" + std::to_string(pid) + "/stat");
 }
 
 // The CPU two processes (the server's, ours) used over a window, in cores.

@@ -4,12 +4,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <optional>
+#include <string>
 
 namespace lwm2md::bench {
 namespace {
@@ -337,6 +342,40 @@ bool Flags::CheckAllUsed() const {
     }
   }
   return true;
+}
+
+std::optional<double> StatCpuSeconds(const std::string& path) {
+  std::ifstream file(path);
+  std::string stat;
+  if (!std::getline(file, stat)) return std::nullopt;
+  // The command name (field 2) may hold spaces; fields are counted after its ')'.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  const std::string_view rest = std::string_view(stat).substr(close + 1);
+  uint64_t ticks[2] = {};
+  int field = 2;
+  size_t pos = 0;
+  while (pos < rest.size() && field < 15) {
+    while (pos < rest.size() && rest[pos] == ' ') ++pos;
+    const size_t end = std::min(rest.find(' ', pos), rest.size());
+    ++field;
+    if (field == 14 || field == 15) {
+      auto [ptr, ec] = std::from_chars(rest.data() + pos, rest.data() + end, ticks[field - 14]);
+      if (ec != std::errc()) return std::nullopt;
+    }
+    pos = end;
+  }
+  if (field < 15) return std::nullopt;
+  return static_cast<double>(ticks[0] + ticks[1]) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double SelfCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
 }  // namespace lwm2md::bench

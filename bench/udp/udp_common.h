@@ -134,4 +134,10 @@ class Flags {
   std::vector<Entry> entries_;
 };
 
+// User + system CPU seconds from a proc(5) stat file (/proc/PID/stat or
+// /proc/PID/task/TID/stat: fields 14 and 15); nullopt when unreadable.
+std::optional<double> StatCpuSeconds(const std::string& path);
+// User + system CPU seconds this process has used.
+double SelfCpuSeconds();
+
 }  // namespace lwm2md::bench
