@@ -1,12 +1,13 @@
-// /api/v1/certificates/ca (certificate_routes.h). Handlers run on HTTP worker threads:
-// reads take one CaSet snapshot each; uploads and deletes wait for the store's commit, so a
-// 2xx means the change is durable, and the shards see it at their next handshake.
+// /api/v1/certificates/ca (certificate_routes.h). Handlers run on HTTP worker threads;
+// uploads and deletes return once the change is durable (CaCertificates), so a 2xx means the
+// shards see it at their next handshake.
 
 #include "api/certificate_routes.h"
 
 #include <httplib.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,7 +19,6 @@
 #include "base/json_writer.h"
 #include "base/log.h"
 #include "base/strings.h"
-#include "dtls/certificates.h"
 
 namespace lwm2md::api {
 namespace {
@@ -43,7 +43,7 @@ std::string Pem(std::string_view der) {
   return pem;
 }
 
-void WriteMembers(const dtls::CaCertificate& ca, base::JsonWriter& out) {
+void WriteMembers(const CaCertificateInfo& ca, base::JsonWriter& out) {
   out.Key("thumbprint").String(ca.thumbprint);
   out.Key("subject").String(ca.subject);
   out.Key("issuer").String(ca.issuer);
@@ -51,10 +51,10 @@ void WriteMembers(const dtls::CaCertificate& ca, base::JsonWriter& out) {
   out.Key("notAfter").String(Rfc3339(ca.not_after));
 }
 
-std::string ListJson(const dtls::CaSet& set) {
+std::string ListJson(const std::vector<CaCertificateInfo>& certificates) {
   base::JsonWriter out;
   out.BeginObject().Key("certificates").BeginArray();
-  for (const dtls::CaCertificate& ca : set.certificates()) {
+  for (const CaCertificateInfo& ca : certificates) {
     out.BeginObject();
     WriteMembers(ca, out);
     out.EndObject();
@@ -74,7 +74,7 @@ std::string NormalizeThumbprint(std::string_view text) {
 }
 
 void Upload(const httplib::Request& request, httplib::Response& response,
-            const httplib::ContentReader& reader, dtls::CaStore& cas) {
+            const httplib::ContentReader& reader, CaCertificates& cas) {
   std::string body;
   // RFC 8555 §9.1's type for a PEM chain, the common x-pem-file, plain text, and RFC 2585's
   // DER type.
@@ -84,7 +84,7 @@ void Upload(const httplib::Request& request, httplib::Response& response,
                 kMaxBodyBytes, &body)) {
     return;
   }
-  absl::StatusOr<std::vector<dtls::CaStore::Added>> added = cas.Add(body);
+  absl::StatusOr<std::vector<CaCertificates::Added>> added = cas.Add(body);
   if (!added.ok()) {
     SendStatus(request, response, added.status());
     return;
@@ -92,7 +92,7 @@ void Upload(const httplib::Request& request, httplib::Response& response,
   bool any = false;
   base::JsonWriter out;
   out.BeginObject().Key("certificates").BeginArray();
-  for (const dtls::CaStore::Added& entry : *added) {
+  for (const CaCertificates::Added& entry : *added) {
     out.BeginObject();
     WriteMembers(entry.certificate, out);
     out.Key("added").Bool(entry.added);
@@ -112,11 +112,10 @@ void Upload(const httplib::Request& request, httplib::Response& response,
 }
 
 void GetOne(const httplib::Request& request, httplib::Response& response,
-            const dtls::CaStore& cas) {
+            const CaCertificates& cas) {
   const std::string thumbprint = NormalizeThumbprint(request.matches[1].str());
-  const std::shared_ptr<const dtls::CaSet> set = cas.Current();
-  const dtls::CaCertificate* ca = set->Find(thumbprint);
-  if (ca == nullptr) {
+  const std::optional<CaCertificateInfo> ca = cas.Find(thumbprint);
+  if (!ca) {
     SendError(response, 404,
               absl::StrCat("CA certificate \"", request.matches[1].str(), "\" not found"));
     return;
@@ -129,7 +128,7 @@ void GetOne(const httplib::Request& request, httplib::Response& response,
   SendJson(response, 200, out.Take());
 }
 
-void Delete(const httplib::Request& request, httplib::Response& response, dtls::CaStore& cas) {
+void Delete(const httplib::Request& request, httplib::Response& response, CaCertificates& cas) {
   const std::string thumbprint = request.matches[1].str();
   if (absl::Status status = cas.Remove(thumbprint); !status.ok()) {
     SendStatus(request, response, status);
@@ -141,13 +140,13 @@ void Delete(const httplib::Request& request, httplib::Response& response, dtls::
 
 }  // namespace
 
-void AddCertificateRoutes(httplib::Server& server, dtls::CaStore& cas) {
+void AddCertificateRoutes(httplib::Server& server, CaCertificates& cas) {
   server.Post(kCaPath, [&cas](const httplib::Request& request, httplib::Response& response,
                               const httplib::ContentReader& reader) {
     Upload(request, response, reader, cas);
   });
   server.Get(kCaPath, [&cas](const httplib::Request&, httplib::Response& response) {
-    SendJson(response, 200, ListJson(*cas.Current()));
+    SendJson(response, 200, ListJson(cas.List()));
   });
   server.Get(kOneCaPath, [&cas](const httplib::Request& request, httplib::Response& response) {
     GetOne(request, response, cas);

@@ -33,11 +33,9 @@ namespace lwm2md::store {
 class Store;
 }  // namespace lwm2md::store
 
-namespace lwm2md::dtls {
-class CaStore;
-}  // namespace lwm2md::dtls
-
 namespace lwm2md::api {
+
+class CaCertificates;
 
 struct HttpServerOptions {
   std::string address = "127.0.0.1";  // an IP literal; "::" or "0.0.0.0" for all
@@ -75,7 +73,7 @@ struct HttpServices {
   lwm2m::ManagementHub* management = nullptr;
   const store::Store* store = nullptr;
   // /api/v1/certificates/ca (CA mode's trust anchors).
-  dtls::CaStore* ca_certificates = nullptr;
+  CaCertificates* ca_certificates = nullptr;
 };
 
 class HttpServer {

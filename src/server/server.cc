@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "lwm2m/builtin_objects.h"
 #include "metrics/process_metrics.h"
+#include "server/ca_certificates.h"
 #include "server/coap_wiring.h"
 #include "server/server_metrics.h"
 
@@ -343,7 +344,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config,
   services.management = server->management_.get();
   services.store = server->store_.get();
   services.billing = server->billing_.get();
-  services.ca_certificates = server->ca_certificates_.get();
+  server->api_ca_certificates_ = std::make_unique<ApiCaCertificates>(*server->ca_certificates_);
+  services.ca_certificates = server->api_ca_certificates_.get();
   // Without configured tokens, one generated on the first start and kept with the data.
   std::vector<api::ApiToken> tokens = config.http.tokens;
   if (tokens.empty()) {

@@ -9,6 +9,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "api/certificate_routes.h"
 #include "api/http_server.h"
 #include "dtls/certificates.h"
 #include "lwm2m/billing.h"
@@ -71,6 +72,7 @@ class Server {
   // Shared by the shards' handlers, so created before and destroyed after the group.
   std::unique_ptr<lwm2m::EndpointConfigStore> endpoints_;
   std::unique_ptr<dtls::CaStore> ca_certificates_;  // CA mode's trust anchors
+  std::unique_ptr<api::CaCertificates> api_ca_certificates_;  // the same, for the REST API
   std::unique_ptr<lwm2m::ObjectRegistry> objects_;
   std::unique_ptr<lwm2m::RegistrationHub> registrations_;
   std::unique_ptr<lwm2m::ManagementHub> management_;

@@ -1,5 +1,6 @@
-// /api/v1/certificates/ca over a real socket, with the CA store over a real store in a
-// temporary directory, and certificates from tests/dtls/testdata (openssl-made).
+// /api/v1/certificates/ca over a real socket, with the CA store (through the server's
+// adapter, server/ca_certificates.h) over a real store in a temporary directory, and
+// certificates from tests/dtls/testdata (openssl-made).
 
 #include <httplib.h>
 #include <simdjson.h>
@@ -14,6 +15,7 @@
 
 #include "api/http_server.h"
 #include "dtls/certificates.h"
+#include "server/ca_certificates.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "store/store.h"
@@ -68,18 +70,20 @@ class CertificateRoutesTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<dtls::CaStore>> cas = dtls::CaStore::Open(*store_);
     ASSERT_TRUE(cas.ok()) << cas.status();
     cas_ = *std::move(cas);
+    api_cas_ = std::make_unique<lwm2md::server::ApiCaCertificates>(*cas_);
     absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(
         {.address = "127.0.0.1",
          .port = 0,
          .tokens = {MakeApiToken("test", kToken),
                     MakeApiToken("reader", kReadOnlyToken, TokenAccess::kReadOnly)}},
-        {.ca_certificates = cas_.get()});
+        {.ca_certificates = api_cas_.get()});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
   }
 
   void Stop() {
     server_.reset();
+    api_cas_.reset();
     cas_.reset();
     store_.reset();
   }
@@ -97,6 +101,7 @@ class CertificateRoutesTest : public ::testing::Test {
   std::string dir_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<dtls::CaStore> cas_;
+  std::unique_ptr<lwm2md::server::ApiCaCertificates> api_cas_;
   std::unique_ptr<HttpServer> server_;
   simdjson::dom::parser parser_;
 };
