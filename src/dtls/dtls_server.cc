@@ -693,6 +693,11 @@ DtlsServer::Session* DtlsServer::Restore(std::string_view stored, int listener,
     metrics_.sessions_expired.Add();
     return nullptr;
   }
+  // A full shard leaves the session in the store for a later record, rather than forget it.
+  if (sessions_.size() >= options_.max_sessions) {
+    metrics_.dropped[static_cast<int>(DtlsMetrics::Drop::kOverloaded)].Add();
+    return nullptr;
+  }
   if (for_send && options_.shard_count > 0) {
     const int home = saved->connection_id_used
                          ? ShardOfConnectionId(saved->connection_id) % options_.shard_count
@@ -717,10 +722,6 @@ DtlsServer::Session* DtlsServer::Restore(std::string_view stored, int listener,
   options_.session_store->Submit(std::move(forget), [](absl::Status) {});
   if (absl::Now() - saved->saved_at > options_.saved_max_age) {
     metrics_.sessions_expired.Add();
-    return nullptr;
-  }
-  if (sessions_.size() >= options_.max_sessions) {
-    metrics_.dropped[static_cast<int>(DtlsMetrics::Drop::kOverloaded)].Add();
     return nullptr;
   }
   auto session = std::make_unique<Session>();
